@@ -1,0 +1,383 @@
+//! The one orchestrator: suite → plan → per target {data, train, export, eval} → results → report,
+//! plus the other subcommands. A target's failure (an error or a libtorch panic) is recorded and the
+//! suite carries on; the exit status then says 1. Configuration, data and infrastructure errors end
+//! the command with exit 2 before any target runs.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tch::Device;
+
+use crate::cli::{Cli, Command, DeviceArg, DistanceArg, EvalArgs, LossArgs, RunArgs};
+use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
+use crate::plan::{self, Plan, Target};
+use crate::results::{self, ConfigRecord, EnvRecord, FailureRecord, Metric, MetricsRecord, RunDir};
+use crate::{eval, export, gate, methods, report, suite, train, util, Outcome};
+
+pub fn main(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Run(args) => run(&cli.lock, &args),
+        Command::Validate { suites, set } => validate(&cli.lock, &suites, &set),
+        Command::Fetch { names, force } => fetch(&cli.lock, &names, force),
+        Command::Verify { names } => verify(&cli.lock, &names),
+        Command::Export { checkpoint, out } => export_checkpoint(&checkpoint, &out),
+        Command::Eval(args) => eval_file(&cli.lock, &args),
+        Command::Report { dir, format } => {
+            let runs = results::load_suite_dir(&dir)?;
+            println!("{}", report::render(&report::rows(&runs), format)?);
+            Ok(Outcome::Success)
+        }
+        Command::Gate { dir, baseline, tolerance } => gate::run(&dir, baseline.as_deref(), tolerance),
+        Command::Loss(args) => loss(&args),
+    }
+}
+
+/// Loads and validates a suite, and checks its datasets against the lock.
+fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<Plan> {
+    let overrides = set.iter().map(|s| suite::Override::parse(s)).collect::<Result<Vec<_>>>()?;
+    let loaded = suite::load(path, &overrides)?;
+    let plan = plan::build(&loaded)?;
+    let lockfile = data::lock::Lock::load(lock)?;
+    let mut problems = Vec::new();
+    for t in &plan.targets {
+        if let Err(e) = lockfile.get(&t.dataset) {
+            problems.push(format!("target {}: dataset: {e:#}", t.id));
+        } else if let Err(e) = data::info(&t.dataset) {
+            problems.push(format!("target {}: dataset: {e:#}", t.id));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+    }
+    Ok(plan)
+}
+
+fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Result<Outcome> {
+    let mut errors = Vec::new();
+    for s in suites {
+        match load_plan(lock, s, set) {
+            Ok(p) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), p.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Registers libtorch's CUDA backend when its library loads (see toolchain.md), then picks the device.
+pub fn select_device(arg: DeviceArg) -> Result<Device> {
+    // SAFETY: loading libtorch_cuda only runs its static initialisers, which register CUDA kernels.
+    if let Ok(lib) = unsafe { libloading::Library::new("libtorch_cuda.so") } {
+        std::mem::forget(lib);
+    }
+    match arg {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Auto => Ok(Device::cuda_if_available()),
+        DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceArg::Cuda => bail!("--device cuda: libtorch sees no CUDA device (is the full CUDA torch installed and a GPU visible?); use --device auto or cpu"),
+    }
+}
+
+fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
+    let plan = load_plan(lock, &args.suite, &args.set)?;
+    let targets: Vec<&Target> = if args.targets.is_empty() {
+        plan.targets.iter().collect()
+    } else {
+        let known: Vec<&str> = plan.targets.iter().map(|t| t.id.as_str()).collect();
+        for id in &args.targets {
+            if !known.contains(&id.as_str()) {
+                bail!("--target {id:?}: no such target in {} (targets: {})", args.suite.display(), known.join(", "));
+            }
+        }
+        plan.targets.iter().filter(|t| args.targets.contains(&t.id)).collect()
+    };
+    let device = select_device(args.device)?;
+    eprintln!("repro {}: suite {} ({} targets) on {device:?}", env!("CARGO_PKG_VERSION"), plan.suite, targets.len());
+
+    // Data problems are infrastructure errors (exit 2): resolve every dataset before training.
+    let mut datasets: BTreeMap<String, Splits> = BTreeMap::new();
+    for t in &targets {
+        if !datasets.contains_key(&t.dataset) {
+            let splits = data::load(lock, &t.dataset, &FetchOptions::from_env())?;
+            datasets.insert(t.dataset.clone(), splits);
+        }
+    }
+
+    let mut failed = 0;
+    for t in &targets {
+        let dir = RunDir::new(&args.out, &plan.suite, &t.id);
+        let splits = &datasets[&t.dataset];
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_target(&plan, t, splits, &dir, device)))
+            .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
+        if let Err(e) = result {
+            failed += 1;
+            let msg = format!("{e:#}");
+            eprintln!("  {} FAILED: {msg}", t.id);
+            util::write_json(&dir.path("failure.json"), &FailureRecord { error: msg })?;
+        }
+    }
+
+    let runs = results::load_suite_dir(&args.out.join(&plan.suite))?;
+    let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    let runs: Vec<_> = runs.into_iter().filter(|r| ids.contains(&r.config.target.id.as_str())).collect();
+    let rows = report::rows(&runs);
+    let suite_dir = args.out.join(&plan.suite);
+    util::write_atomic(&suite_dir.join("results.md"), report::render(&rows, report::Format::Md)?.as_bytes())?;
+    util::write_atomic(&suite_dir.join("results.csv"), report::render(&rows, report::Format::Csv)?.as_bytes())?;
+    println!("{}", report::render(&rows, report::Format::Terminal)?);
+    eprintln!("tables written to {}/results.{{md,csv}}", suite_dir.display());
+    Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned())).unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs one target to a finished record (or resumes / skips it).
+fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: Device) -> Result<()> {
+    let config = ConfigRecord::new(&plan.suite, plan.suite_version, t)?;
+    let previous = dir.config().ok().flatten();
+    if previous.as_ref().is_some_and(|p| p.config_hash == config.config_hash) {
+        if dir.metrics().ok().flatten().is_some() {
+            eprintln!("  {}: finished earlier with the same configuration; skipping", t.id);
+            return Ok(());
+        }
+    } else if dir.0.exists() {
+        eprintln!("  {}: configuration changed since the last run; starting over", t.id);
+        for f in ["metrics.json", "env.json", "failure.json", "checkpoint.json", train::checkpoint::TENSORS, "train_log.jsonl", "encoder.onnx"] {
+            let p = dir.path(f);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("cannot remove stale {}", p.display()))?;
+            }
+        }
+    }
+    dir.create()?;
+    let failure = dir.path("failure.json");
+    if failure.exists() {
+        std::fs::remove_file(&failure).with_context(|| format!("cannot remove {}", failure.display()))?;
+    }
+    util::write_json(&dir.path("config.json"), &config)?;
+
+    let started = Instant::now();
+    let info = &splits.info;
+    tch::manual_seed(util::derive_seed(t.train.seed, "init") as i64);
+    let mut model = methods::Model::new(t, info.channels as i64, device);
+    let norm = Normalize::new(&info.mean, &info.std, device);
+    eprintln!("  {}: {} on {} ({}, width {})", t.id, t.method.name(), t.dataset, "resnet18", t.backbone.width);
+    let outcome = if t.method.trains() {
+        let data = train::TrainData::new(t, splits, device)?;
+        Some(train::train(t, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
+    } else {
+        None
+    };
+
+    // Export and parity on real test images.
+    let meta = export::metadata(t.method.name(), info, &t.id);
+    let onnx = export::encoder_onnx(&model.encoder, info.channels as i64, &meta)?;
+    let sample = splits.test.slice(0..t.export.parity_images.min(splits.test.n));
+    let x = norm.apply_u8(&train::to_tensor(&sample, device));
+    let parity = export::parity::check(&model.encoder, &onnx, &x, t.export.parity_tolerance)?;
+    let onnx_path = dir.path("encoder.onnx");
+    util::write_atomic(&onnx_path, &onnx)?;
+    eprintln!("  {}: encoder.onnx written; parity on {} test images: max relative difference {:.2e}", t.id, parity.images, parity.rel_diff);
+
+    // Evaluation through ONNX Runtime only.
+    let eval_started = Instant::now();
+    let mut enc = eval::session::Encoder::from_file(&onnx_path, true)?;
+    let pre = eval::Preprocess { mean: info.mean.clone(), std: info.std.clone() };
+    let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, t.eval.batch_size)?;
+    let ev = eval::evaluate(&emb, &splits.train, &splits.test, info.classes, &t.eval, util::derive_seed(t.train.seed, "linear"))?;
+    let eval_s = eval_started.elapsed().as_secs_f64();
+    eprintln!("  {}: k-NN {:.2}%  linear {:.2}%  (eval {:.0}s)", t.id, ev.knn_top1, ev.linear.test_top1, eval_s);
+
+    let mut metrics = BTreeMap::new();
+    let pct = |v: f64| Metric { value: v, higher_is_better: true, unit: "%".into() };
+    metrics.insert(ev.knn_metric.clone(), pct(ev.knn_top1));
+    metrics.insert(ev.linear_metric.clone(), pct(ev.linear.test_top1));
+    metrics.insert("onnx_parity_rel_diff".into(), Metric { value: parity.rel_diff, higher_is_better: false, unit: "ratio".into() });
+    if let Some(o) = &outcome {
+        metrics.insert("train_images_per_s".into(), Metric { value: o.images_per_s, higher_is_better: true, unit: "images/s".into() });
+        if let Some(m) = o.monitor_knn_top1 {
+            metrics.insert(format!("monitor_knn_top1@k{}_t{}", t.eval.knn.k, t.eval.knn.temperature), pct(m));
+        }
+    }
+    let env = EnvRecord {
+        repro_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: option_env!("REPRO_GIT_COMMIT").map(String::from),
+        libtorch_version: Some(crate::TORCH_VERSION.into()),
+        onnxruntime_version: eval::session::runtime_version(),
+        device: format!("{device:?}"),
+        seed: t.train.seed,
+        threads: tch::get_num_threads(),
+        train_s: outcome.as_ref().map_or(0.0, |o| o.train_s),
+        eval_s,
+        wall_s: started.elapsed().as_secs_f64(),
+        train_images_per_s: outcome.as_ref().map_or(0.0, |o| o.images_per_s),
+        onnx_parity_rel_diff: Some(parity.rel_diff),
+        finished_at: chrono_now(),
+    };
+    util::write_json(&dir.path("env.json"), &env)?;
+    util::write_json(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, metrics })
+}
+
+/// Seconds since the Unix epoch, as text (no time-zone database needed).
+fn chrono_now() -> String {
+    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("unix:{s}")
+}
+
+fn fetch(lock: &Path, names: &[String], force: bool) -> Result<Outcome> {
+    let l = data::lock::Lock::load(lock)?;
+    let cache = data::fetch::data_dir()?;
+    let mut opts = FetchOptions::from_env();
+    opts.force = force;
+    for n in names {
+        let files = data::fetch::ensure_dataset(&l, n, &cache, &opts)?;
+        for f in files {
+            println!("{n}: {} ok", f.display());
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn verify(lock: &Path, names: &[String]) -> Result<Outcome> {
+    let l = data::lock::Lock::load(lock)?;
+    let cache = data::fetch::data_dir()?;
+    let names: Vec<String> = if names.is_empty() { l.datasets.keys().cloned().collect() } else { names.to_vec() };
+    let mut bad = 0;
+    for n in &names {
+        for r in data::fetch::verify_dataset(&l, n, &cache)? {
+            println!("{n}: {r}");
+            if !r.is_ok() {
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} file(s) missing or not matching datasets.lock; run `repro fetch --force NAME` to fetch them again");
+    }
+    Ok(Outcome::Success)
+}
+
+fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<Outcome> {
+    let dir = checkpoint.parent().unwrap_or(Path::new("."));
+    let cfg: ConfigRecord = util::read_json(&dir.join("config.json"))
+        .with_context(|| format!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
+    let t = &cfg.target;
+    let info = data::info(&t.dataset)?;
+    let mut model = methods::Model::new(t, info.channels as i64, Device::Cpu);
+    train::checkpoint::load_model(checkpoint, &mut model)?;
+    let onnx = export::encoder_onnx(&model.encoder, info.channels as i64, &export::metadata(t.method.name(), &info, &t.id))?;
+    tch::manual_seed(0);
+    let s = info.image_size as i64;
+    let x = tch::Tensor::randn([4, info.channels as i64, s, s], tch::kind::FLOAT_CPU);
+    let parity = export::parity::check(&model.encoder, &onnx, &x, t.export.parity_tolerance)?;
+    util::write_atomic(out, &onnx)?;
+    println!("{} written (parity on 4 random inputs: relative difference {:.2e})", out.display(), parity.rel_diff);
+    Ok(Outcome::Success)
+}
+
+fn eval_file(lock: &Path, a: &EvalArgs) -> Result<Outcome> {
+    let splits = data::load(lock, &a.dataset, &FetchOptions::from_env())?;
+    let mut enc = eval::session::Encoder::from_file(&a.model, true)?;
+    let pre = eval::Preprocess::from_metadata(&enc, &splits.info.mean, &splits.info.std)?;
+    let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, a.batch_size)?;
+    if let Some(dir) = &a.save_embeddings {
+        eval::save_embeddings(dir, &emb, &splits.train, &splits.test)?;
+        eprintln!("embeddings and labels written to {}", dir.display());
+    }
+    let protocol = plan::Eval {
+        batch_size: a.batch_size,
+        knn: plan::Knn {
+            k: a.knn_k,
+            temperature: a.knn_temperature,
+            distance: match a.knn_distance {
+                DistanceArg::Cosine => plan::Distance::Cosine,
+                DistanceArg::Euclidean => plan::Distance::Euclidean,
+            },
+        },
+        linear: plan::Linear {
+            epochs: a.linear_epochs,
+            batch_size: a.linear_batch_size,
+            lr: a.linear_lr,
+            momentum: a.linear_momentum,
+            weight_decay: a.linear_weight_decay,
+            standardize: true,
+            train_subset: a.linear_train_subset,
+        },
+    };
+    let ev = eval::evaluate(&emb, &splits.train, &splits.test, splits.info.classes, &protocol, a.seed)?;
+    if a.json {
+        let out = serde_json::json!({
+            "model": a.model, "dataset": a.dataset, "preprocess": pre, "protocol": protocol,
+            "metrics": { ev.knn_metric.clone(): ev.knn_top1, ev.linear_metric.clone(): ev.linear.test_top1 },
+            "embedding_dim": ev.embedding_dim, "embed_s": ev.embed_s,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}: {} = {:.2}  {} = {:.2}  (D = {})", a.model.display(), ev.knn_metric, ev.knn_top1, ev.linear_metric, ev.linear.test_top1, ev.embedding_dim);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Reads an N×D .npy of float32 or float64 as float64.
+fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
+    if let Ok(a) = ndarray_npy::read_npy::<_, ndarray::Array2<f32>>(path) {
+        return Ok(a.mapv(f64::from));
+    }
+    ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(path)
+        .map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
+}
+
+fn loss(a: &LossArgs) -> Result<Outcome> {
+    let (z1, z2) = (read_matrix(&a.z1)?, read_matrix(&a.z2)?);
+    let to_tensor = |z: &ndarray::Array2<f64>| {
+        let (n, d) = z.dim();
+        tch::Tensor::from_slice(z.as_standard_layout().as_slice().unwrap_or(&[])).reshape([n as i64, d as i64])
+    };
+    let (t1, t2) = (to_tensor(&z1), to_tensor(&z2));
+    match a.method.as_str() {
+        "corinfomax" => {
+            // Defaults: the CIFAR-10 run of the official README; the embeddings are used as given.
+            let mut params = serde_yaml::to_value(plan::CorInfoMaxParams {
+                projector: vec![z1.ncols() as i64],
+                alpha: 250.0,
+                la_r: 0.01,
+                la_mu: 0.01,
+                r_ini: 1.0,
+                eps: 1e-8,
+                normalize: false,
+            })?;
+            for s in &a.set {
+                let o = suite::Override::parse(s)?;
+                if let serde_yaml::Value::Mapping(m) = &mut params {
+                    m.insert(serde_yaml::Value::String(o.path.join(".")), o.value);
+                }
+            }
+            let p: plan::CorInfoMaxParams = serde_yaml::from_value(params).map_err(|e| anyhow!("--set: {e}"))?;
+            let d = z1.ncols() as i64;
+            let states = [
+                crate::losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu),
+                crate::losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu),
+            ];
+            crate::losses::corinfomax::check_inputs(&t1, &t2, &states).map_err(|e| anyhow!("{e:#} ({} and {})", a.z1.display(), a.z2.display()))?;
+            let out = crate::losses::corinfomax::loss(&t1, &t2, &states, &p);
+            let v = |t: &tch::Tensor| t.double_value(&[]);
+            let json = serde_json::json!({
+                "method": "corinfomax",
+                "loss": v(&out.total),
+                "terms": { "invariance": v(&out.invariance), "covariance": v(&out.covariance) },
+                "params": p,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(Outcome::Success)
+        }
+        other => bail!("repro loss: unknown method {other:?}; available: corinfomax"),
+    }
+}
+

@@ -1,0 +1,160 @@
+//! Command-line interface (clap derive). No logic here: `app` acts on these structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+/// Reproduce self-supervised-learning papers: train with libtorch, export to ONNX, evaluate through
+/// ONNX Runtime with one k-NN and linear-probe protocol, and gate the numbers in CI.
+///
+/// Exit codes: 0 all good; 1 a target failed or the gate found a regression; 2 usage, config, data
+/// or infrastructure error.
+#[derive(Debug, Parser)]
+#[command(name = "repro", version, about, long_about = None)]
+pub struct Cli {
+    /// Lock file pinning every dataset's sources, sizes and hashes.
+    #[arg(long, global = true, default_value = "datasets.lock")]
+    pub lock: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when libtorch finds a GPU, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train, export and evaluate every target of a suite (or the named ones), then print the table.
+    /// Finished targets are skipped and interrupted ones resume from their last epoch.
+    Run(RunArgs),
+    /// Check suites against the schema and datasets.lock without running anything.
+    Validate {
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+        /// Override a suite key (see `repro run --help`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Download datasets into the cache ($REPRO_DATA_DIR) and verify them.
+    Fetch {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Fetch again even when a verified copy is cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-hash cached dataset files (all datasets in the lock when none is named).
+    Verify { names: Vec<String> },
+    /// Write a trained checkpoint's encoder as ONNX (reads config.json beside the checkpoint).
+    Export {
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate any single-input encoder ONNX file with k-NN and a linear probe.
+    Eval(EvalArgs),
+    /// Render the tables of a results folder (reports/<suite>) from its stored JSON.
+    Report {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "terminal")]
+        format: Format,
+    },
+    /// Turn a results folder into a CI verdict: exit 1 when a target failed, a verified paper
+    /// number is missed beyond its tolerance, or a metric fell below the baseline.
+    Gate {
+        dir: PathBuf,
+        /// A results folder (reports/<suite>) to compare against, target by target.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Allowed drop below the baseline, in points.
+        #[arg(long, default_value_t = 1.0)]
+        tolerance: f64,
+    },
+    /// Evaluate one method's objective on given embeddings and print it as JSON.
+    Loss(LossArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub suite: PathBuf,
+    /// Run only these target ids (repeatable).
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Results root; records go to OUT/<suite>/<target>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Override a suite key for every target (`train.epochs=2`) or one (`targets.ID.train.lr=0.1`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    pub model: PathBuf,
+    /// Dataset name in the lock file.
+    #[arg(long)]
+    pub dataset: String,
+    /// Write train/test embeddings and labels as .npy files here.
+    #[arg(long)]
+    pub save_embeddings: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Images per ONNX Runtime call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 20)]
+    pub knn_k: usize,
+    #[arg(long, default_value_t = 0.07)]
+    pub knn_temperature: f64,
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub knn_distance: DistanceArg,
+    #[arg(long, default_value_t = 30)]
+    pub linear_epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub linear_batch_size: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub linear_lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub linear_momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub linear_weight_decay: f64,
+    /// Fit the probe on the first N training images only.
+    #[arg(long)]
+    pub linear_train_subset: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistanceArg {
+    Cosine,
+    Euclidean,
+}
+
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Method name (corinfomax).
+    pub method: String,
+    /// Embeddings of view 1: float32 or float64 .npy, shape N×D.
+    #[arg(long)]
+    pub z1: PathBuf,
+    /// Embeddings of view 2, same shape.
+    #[arg(long)]
+    pub z2: PathBuf,
+    /// Method hyper-parameter, e.g. `alpha=100` (defaults: the paper's CIFAR-10 run).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print JSON (the only output format).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,71 @@
+//! CorInfoMax as a method: the backbone's features → projector MLP → optional L2 normalisation →
+//! `losses::corinfomax` with per-branch running mean and covariance kept across steps.
+//! Reference: `serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/pretrain_base.py`.
+
+use anyhow::{Context, Result};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::StepLoss;
+use crate::losses::corinfomax::{self as loss, BranchState};
+use crate::nn::heads::Mlp;
+use crate::plan::CorInfoMaxParams;
+
+pub struct CorInfoMax {
+    projector: Mlp,
+    states: [BranchState; 2],
+    params: CorInfoMaxParams,
+}
+
+impl CorInfoMax {
+    pub fn new(root: &nn::Path, feature_dim: i64, params: &CorInfoMaxParams) -> Self {
+        let d = *params.projector.last().unwrap_or(&feature_dim);
+        let dev = root.device();
+        Self {
+            projector: Mlp::new(&(root / "projector"), feature_dim, &params.projector),
+            states: [BranchState::new(d, params.r_ini, dev), BranchState::new(d, params.r_ini, dev)],
+            params: params.clone(),
+        }
+    }
+
+    fn project(&self, h: &Tensor) -> Tensor {
+        let z = self.projector.forward(h);
+        if self.params.normalize {
+            let norm = z.square().sum_dim_intlist(1, true, Kind::Float).sqrt().clamp_min(1e-12);
+            z / norm
+        } else {
+            z
+        }
+    }
+
+    /// Loss on the backbone features of the two views; updates the running statistics.
+    pub fn step(&mut self, h1: &Tensor, h2: &Tensor) -> Result<StepLoss> {
+        let (z1, z2) = (self.project(h1), self.project(h2));
+        loss::check_inputs(&z1, &z2, &self.states)?;
+        let out = loss::loss(&z1, &z2, &self.states, &self.params);
+        self.states = out.next;
+        Ok(StepLoss { total: out.total, terms: vec![("invariance", out.invariance), ("covariance", out.covariance)] })
+    }
+
+    /// Running statistics to checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for (b, s) in self.states.iter().enumerate() {
+            v.push((format!("corinfomax.mu{}", b + 1), s.mu.shallow_clone()));
+            v.push((format!("corinfomax.r{}", b + 1), s.r.shallow_clone()));
+        }
+        v
+    }
+
+    pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        let dev = self.states[0].r.device();
+        let get = |k: &str| -> Result<Tensor> {
+            named.iter().find(|(n, _)| n == k).map(|(_, t)| t.to_device(dev)).with_context(|| format!("checkpoint lacks {k}"))
+        };
+        self.states = [
+            BranchState { mu: get("corinfomax.mu1")?, r: get("corinfomax.r1")? },
+            BranchState { mu: get("corinfomax.mu2")?, r: get("corinfomax.r2")? },
+        ];
+        Ok(())
+    }
+}

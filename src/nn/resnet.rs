@@ -1,0 +1,241 @@
+//! CIFAR-style ResNet-18 (3×3 stride-1 stem, no max-pool, as in the CorInfoMax CIFAR code:
+//! torchvision `resnet18` with conv1 → 3×3/1 and maxpool → Identity) with a configurable base width
+//! W (stages W, 2W, 4W, 8W; the paper's network is W = 64). This file holds both the tch forward and
+//! the ONNX emitter of the same network so the two change together; `export::parity` checks them.
+//!
+//! Parameter names mirror torchvision (`layer1.0.conv1.weight`, `layer2.0.downsample.1.running_var`).
+//! Initialisation follows torchvision: Kaiming-normal (fan-out, ReLU) convs, BN weight 1 and bias 0,
+//! and with `zero_init_residual` the last BN of every block starts at 0 (CorInfoMax's setting).
+
+use anyhow::Result;
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use crate::export::graph::{attr_float, attr_int, attr_ints, GraphBuilder};
+
+/// Convolution followed by batch norm (no conv bias), with the geometry the ONNX emitter needs.
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+    kernel: i64,
+    stride: i64,
+    padding: i64,
+    name: String,
+    bn_name: String,
+}
+
+const BN_EPS: f64 = 1e-5;
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn new(root: &nn::Path, conv_name: &str, bn_name: &str, c_in: i64, c_out: i64, kernel: i64, stride: i64, zero_bn: bool) -> Self {
+        let padding = kernel / 2;
+        let cfg = nn::ConvConfig {
+            stride,
+            padding,
+            bias: false,
+            ws_init: nn::Init::Kaiming {
+                dist: nn::init::NormalOrUniform::Normal,
+                fan: nn::init::FanInOut::FanOut,
+                non_linearity: nn::init::NonLinearity::ReLU,
+            },
+            ..Default::default()
+        };
+        let bn_cfg = nn::BatchNormConfig {
+            eps: BN_EPS,
+            ws_init: nn::Init::Const(if zero_bn { 0.0 } else { 1.0 }),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        Self {
+            conv: nn::conv2d(sub(root, conv_name), c_in, c_out, kernel, cfg),
+            bn: nn::batch_norm2d(sub(root, bn_name), c_out, bn_cfg),
+            kernel,
+            stride,
+            padding,
+            name: conv_name.to_owned(),
+            bn_name: bn_name.to_owned(),
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv).apply_t(&self.bn, train)
+    }
+
+    fn emit(&self, g: &mut GraphBuilder, prefix: &str, x: &str) -> Result<String> {
+        let conv = format!("{prefix}{}", self.name);
+        let bn = format!("{prefix}{}", self.bn_name);
+        let w = g.weight(&format!("{conv}.weight"), &self.conv.ws)?;
+        let k = self.kernel;
+        let p = self.padding;
+        let y = g.node(
+            "Conv",
+            &[x, &w],
+            &format!("{conv}.out"),
+            vec![
+                attr_ints("kernel_shape", &[k, k]),
+                attr_ints("strides", &[self.stride, self.stride]),
+                attr_ints("pads", &[p, p, p, p]),
+                attr_ints("dilations", &[1, 1]),
+                attr_int("group", 1),
+            ],
+        )?;
+        let (Some(scale), Some(bias)) = (&self.bn.ws, &self.bn.bs) else {
+            anyhow::bail!("batch norm {bn} has no affine parameters");
+        };
+        let s = g.weight(&format!("{bn}.weight"), scale)?;
+        let b = g.weight(&format!("{bn}.bias"), bias)?;
+        let m = g.weight(&format!("{bn}.running_mean"), &self.bn.running_mean)?;
+        let v = g.weight(&format!("{bn}.running_var"), &self.bn.running_var)?;
+        g.node(
+            "BatchNormalization",
+            &[&y, &s, &b, &m, &v],
+            &format!("{bn}.out"),
+            vec![attr_float("epsilon", BN_EPS as f32), attr_float("momentum", 0.9)],
+        )
+    }
+}
+
+/// Builds a nested path from a dotted name (tch's `Path::sub` refuses dots).
+fn sub<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    dotted.split('.').fold(root.clone(), |p, part| p.sub(part))
+}
+
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    downsample: Option<ConvBn>,
+    prefix: String,
+}
+
+impl BasicBlock {
+    fn new(root: &nn::Path, prefix: &str, c_in: i64, c_out: i64, stride: i64, zero_init_residual: bool) -> Self {
+        let p = sub(root, prefix);
+        let downsample = (stride != 1 || c_in != c_out)
+            .then(|| ConvBn::new(&p, "downsample.0", "downsample.1", c_in, c_out, 1, stride, false));
+        Self {
+            conv1: ConvBn::new(&p, "conv1", "bn1", c_in, c_out, 3, stride, false),
+            conv2: ConvBn::new(&p, "conv2", "bn2", c_out, c_out, 3, 1, zero_init_residual),
+            downsample,
+            prefix: format!("{prefix}."),
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.conv1.forward_t(x, train).relu();
+        let y = self.conv2.forward_t(&y, train);
+        let shortcut = match &self.downsample {
+            Some(d) => d.forward_t(x, train),
+            None => x.shallow_clone(),
+        };
+        (y + shortcut).relu()
+    }
+
+    fn emit(&self, g: &mut GraphBuilder, x: &str) -> Result<String> {
+        let p = &self.prefix;
+        let y = self.conv1.emit(g, p, x)?;
+        let y = g.node("Relu", &[&y], &format!("{p}relu1"), vec![])?;
+        let y = self.conv2.emit(g, p, &y)?;
+        let shortcut = match &self.downsample {
+            Some(d) => d.emit(g, p, x)?,
+            None => x.to_owned(),
+        };
+        let s = g.node("Add", &[&y, &shortcut], &format!("{p}add"), vec![])?;
+        g.node("Relu", &[&s], &format!("{p}out"), vec![])
+    }
+}
+
+/// The encoder: images [N, C, H, W] → features [N, 8W] after global average pooling.
+#[derive(Debug)]
+pub struct ResNet18 {
+    stem: ConvBn,
+    blocks: Vec<BasicBlock>,
+    out_dim: i64,
+}
+
+impl ResNet18 {
+    pub fn new(root: &nn::Path, in_channels: i64, width: i64, zero_init_residual: bool) -> Self {
+        let stem = ConvBn::new(root, "conv1", "bn1", in_channels, width, 3, 1, false);
+        let mut blocks = Vec::with_capacity(8);
+        let mut c_in = width;
+        for (stage, mult) in [1i64, 2, 4, 8].into_iter().enumerate() {
+            let c_out = width * mult;
+            for i in 0..2 {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(root, &format!("layer{}.{i}", stage + 1), c_in, c_out, stride, zero_init_residual));
+                c_in = c_out;
+            }
+        }
+        Self { stem, blocks, out_dim: 8 * width }
+    }
+
+    /// Feature dimension D of the output.
+    pub fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+
+    /// Appends this network's nodes reading `input`; returns the name of the [N, D] output.
+    pub fn emit_onnx(&self, g: &mut GraphBuilder, input: &str, output: &str) -> Result<String> {
+        let y = self.stem.emit(g, "", input)?;
+        let mut y = g.node("Relu", &[&y], "relu", vec![])?;
+        for b in &self.blocks {
+            y = b.emit(g, &y)?;
+        }
+        let pooled = g.node("GlobalAveragePool", &[&y], "avgpool", vec![])?;
+        g.node("Flatten", &[&pooled], output, vec![attr_int("axis", 1)])
+    }
+}
+
+impl ModuleT for ResNet18 {
+    /// # Shapes
+    /// `xs`: [N, C, H, W] normalised images → [N, 8W].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut y = self.stem.forward_t(xs, train).relu(); // [N, W, H, W]
+        for b in &self.blocks {
+            y = b.forward_t(&y, train);
+        }
+        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1) // [N, 8W]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_and_names_follow_torchvision() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = ResNet18::new(&vs.root(), 1, 4, true);
+        let y = net.forward_t(&Tensor::randn([3, 1, 28, 28], tch::kind::FLOAT_CPU), false);
+        assert_eq!(y.size(), vec![3, 32]);
+        let names = vs.variables();
+        for n in ["conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight", "layer4.1.bn2.weight"] {
+            assert!(names.contains_key(n), "missing {n}");
+        }
+        // zero_init_residual: the last BN of each block starts at 0.
+        assert_eq!(f64::try_from(names["layer1.0.bn2.weight"].abs().sum(tch::Kind::Float)).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn onnx_export_matches_tch_after_training_steps() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = ResNet18::new(&vs.root(), 3, 4, false);
+        // A few SGD steps so weights and BN running statistics are far from their initial values.
+        let mut opt = nn::OptimizerConfig::build(nn::Sgd { momentum: 0.9, ..Default::default() }, &vs, 0.05).unwrap();
+        for _ in 0..5 {
+            let x = Tensor::randn([8, 3, 16, 16], tch::kind::FLOAT_CPU) * 1.5 + 0.3;
+            let loss = net.forward_t(&x, true).square().mean(tch::Kind::Float);
+            opt.backward_step(&loss);
+        }
+        let meta = vec![("repro.method".to_owned(), "test".to_owned())];
+        let bytes = crate::export::encoder_onnx(&net, 3, &meta).unwrap();
+        for shape in [[1, 3, 16, 16], [5, 3, 20, 12]] {
+            let x = Tensor::randn(shape, tch::kind::FLOAT_CPU);
+            let p = crate::export::parity::check(&net, &bytes, &x, 1e-4).unwrap();
+            assert!(p.rel_diff < 1e-5, "{p:?}");
+        }
+    }
+}

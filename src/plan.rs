@@ -1,0 +1,458 @@
+//! Validated targets: what will run. Only [`build`] makes these types, from merged suite specs, and it
+//! lists every problem with its key path instead of stopping at the first. No I/O, no tch, no ort.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::suite::spec::{ExpectedSpec, TargetSpec};
+use crate::suite::LoadedSuite;
+
+/// A suite ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub suite: String,
+    pub suite_version: u32,
+    pub targets: Vec<Target>,
+}
+
+/// A fully specified reproduction target; no field is left to a library default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: String,
+    pub description: Option<String>,
+    pub method: Method,
+    pub dataset: String,
+    pub backbone: Backbone,
+    pub data: Data,
+    pub augment: Augment,
+    pub train: Train,
+    pub eval: Eval,
+    pub export: Export,
+    pub expected: Vec<Expected>,
+}
+
+/// The SSL method and its hyper-parameters. The YAML `method:` word is the variant name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Method {
+    /// CorInfoMax (Ozsoy et al., NeurIPS 2022, arXiv 2209.07999).
+    CorInfoMax(CorInfoMaxParams),
+    /// The backbone with its random initial weights: the floor trained numbers are read against.
+    RandomInit,
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::CorInfoMax(_) => "corinfomax",
+            Method::RandomInit => "random_init",
+        }
+    }
+    /// Whether this method trains at all (the random floor does not).
+    pub fn trains(&self) -> bool {
+        !matches!(self, Method::RandomInit)
+    }
+}
+
+/// CorInfoMax hyper-parameters; names follow the official code's arguments
+/// (`serdarozsoy/corinfomax-ssl`, `cifars-tiny/parsing_file.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorInfoMaxParams {
+    /// Projector layer sizes after the backbone, e.g. [512, 512, 64].
+    pub projector: Vec<i64>,
+    /// Weight of the MSE attraction term (`sim_loss_weight`, README's α).
+    pub alpha: f64,
+    /// EMA factor of the covariance (`la_R`).
+    pub la_r: f64,
+    /// EMA factor of the mean (`la_mu`).
+    pub la_mu: f64,
+    /// Initial covariance scale (`R_ini`).
+    pub r_ini: f64,
+    /// Diagonal loading inside the log-det (`R_eps_weight`).
+    pub eps: f64,
+    /// L2-normalise the projector output (`--normalize_on`).
+    pub normalize: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool.
+    Resnet18,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backbone {
+    pub arch: Arch,
+    pub width: i64,
+    /// Start the last BN of every residual block at 0 (torchvision `zero_init_residual`).
+    pub zero_init_residual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Data {
+    pub train_subset: Option<usize>,
+    pub monitor_holdout: usize,
+    pub monitor_bank: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Augment {
+    pub crop_scale: [f64; 2],
+    pub crop_ratio: [f64; 2],
+    pub hflip: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Train {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub min_lr: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distance {
+    Cosine,
+    Euclidean,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Knn {
+    pub k: usize,
+    pub temperature: f64,
+    pub distance: Distance,
+}
+
+impl Knn {
+    /// Metric name with its parameters, e.g. `knn_top1@k20_t0.07_cosine`.
+    pub fn metric_name(&self) -> String {
+        let d = match self.distance {
+            Distance::Cosine => "cosine",
+            Distance::Euclidean => "euclidean",
+        };
+        format!("knn_top1@k{}_t{}_{d}", self.k, self.temperature)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub standardize: bool,
+    pub train_subset: Option<usize>,
+}
+
+impl Linear {
+    pub fn metric_name(&self) -> String {
+        format!("linear_top1@e{}_lr{}", self.epochs, self.lr)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eval {
+    pub batch_size: usize,
+    pub knn: Knn,
+    pub linear: Linear,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Export {
+    pub parity_tolerance: f64,
+    pub parity_images: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provenance {
+    Verified,
+    Secondary,
+    Unverified,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expected {
+    pub metric: String,
+    pub value: f64,
+    pub tolerance: f64,
+    pub source: String,
+    pub status: Provenance,
+}
+
+/// Collects problems as `path: message` lines.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, path: &str, msg: impl std::fmt::Display) {
+        self.0.push(format!("{path}: {msg}"));
+    }
+    /// A required field: records "missing" and returns a placeholder.
+    fn req<T: Clone>(&mut self, v: Option<T>, path: &str, fallback: T) -> T {
+        match v {
+            Some(v) => v,
+            None => {
+                self.push(path, "missing (set it in the target or in `defaults:`)");
+                fallback
+            }
+        }
+    }
+    fn positive(&mut self, v: f64, path: &str) {
+        if !(v.is_finite() && v > 0.0) {
+            self.push(path, format!("expected a positive number, found {v}"));
+        }
+    }
+    fn non_negative(&mut self, v: f64, path: &str) {
+        if !(v.is_finite() && v >= 0.0) {
+            self.push(path, format!("expected a number >= 0, found {v}"));
+        }
+    }
+    fn unit(&mut self, v: f64, path: &str) {
+        if !(0.0..=1.0).contains(&v) {
+            self.push(path, format!("expected a value in [0, 1], found {v}"));
+        }
+    }
+    fn at_least(&mut self, v: usize, min: usize, path: &str) {
+        if v < min {
+            self.push(path, format!("expected at least {min}, found {v}"));
+        }
+    }
+}
+
+/// Validates every merged target; the error lists every problem found, each with its key path.
+pub fn build(suite: &LoadedSuite) -> anyhow::Result<Plan> {
+    let mut problems = Problems::default();
+    let mut targets = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, spec) in suite.targets.iter().enumerate() {
+        let label = match &spec.id {
+            Some(id) => format!("targets[{i}] ({id})"),
+            None => format!("targets[{i}]"),
+        };
+        let t = target(spec, &label, &mut problems);
+        if !seen.insert(t.id.clone()) {
+            problems.push(&format!("{label}.id"), format!("duplicate target id {:?}; ids must be unique", t.id));
+        }
+        targets.push(t);
+    }
+    if suite.targets.is_empty() {
+        problems.push("targets", "the suite has no targets");
+    }
+    if !problems.0.is_empty() {
+        anyhow::bail!(
+            "{}: {} problem(s):\n  {}",
+            suite.path.display(),
+            problems.0.len(),
+            problems.0.join("\n  ")
+        );
+    }
+    Ok(Plan { suite: suite.name.clone(), suite_version: suite.version, targets })
+}
+
+fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
+    let at = |k: &str| format!("{label}.{k}");
+    let id = p.req(s.id.clone(), &at("id"), format!("target{label}"));
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || id.is_empty() {
+        p.push(&at("id"), format!("{id:?} must be non-empty and use only letters, digits, '_' and '-' (it names a folder)"));
+    }
+    let method_name = p.req(s.method.clone(), &at("method"), String::new());
+    let method = method(&method_name, s.method_params.as_ref(), &at("method_params"), p);
+
+    let b = s.backbone.clone().unwrap_or_default();
+    let arch = match p.req(b.arch, &at("backbone.arch"), "resnet18".into()).as_str() {
+        "resnet18" => Arch::Resnet18,
+        other => {
+            p.push(&at("backbone.arch"), format!("unknown backbone {other:?}; expected one of: resnet18"));
+            Arch::Resnet18
+        }
+    };
+    let width = p.req(b.width, &at("backbone.width"), 8);
+    if !(1..=1024).contains(&width) {
+        p.push(&at("backbone.width"), format!("expected 1..=1024, found {width}"));
+    }
+
+    let d = s.data.clone().unwrap_or_default();
+    let data = Data {
+        train_subset: d.train_subset,
+        monitor_holdout: p.req(d.monitor_holdout, &at("data.monitor_holdout"), 0),
+        monitor_bank: p.req(d.monitor_bank, &at("data.monitor_bank"), 0),
+    };
+    if data.train_subset == Some(0) {
+        p.push(&at("data.train_subset"), "expected at least 1 image (omit the key to use all)");
+    }
+
+    let a = s.augment.clone().unwrap_or_default();
+    let augment = Augment {
+        crop_scale: p.req(a.crop_scale, &at("augment.crop_scale"), [1.0, 1.0]),
+        crop_ratio: p.req(a.crop_ratio, &at("augment.crop_ratio"), [1.0, 1.0]),
+        hflip: p.req(a.hflip, &at("augment.hflip"), 0.0),
+    };
+    let [s0, s1] = augment.crop_scale;
+    if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
+        p.push(&at("augment.crop_scale"), format!("expected 0 < min <= max <= 1, found [{s0}, {s1}]"));
+    }
+    let [r0, r1] = augment.crop_ratio;
+    if !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
+        p.push(&at("augment.crop_ratio"), format!("expected 0 < min <= max, found [{r0}, {r1}]"));
+    }
+    p.unit(augment.hflip, &at("augment.hflip"));
+
+    let t = s.train.clone().unwrap_or_default();
+    let train = Train {
+        epochs: p.req(t.epochs, &at("train.epochs"), 0),
+        batch_size: p.req(t.batch_size, &at("train.batch_size"), 2),
+        seed: p.req(t.seed, &at("train.seed"), 0),
+        lr: p.req(t.lr, &at("train.lr"), 0.1),
+        momentum: p.req(t.momentum, &at("train.momentum"), 0.0),
+        weight_decay: p.req(t.weight_decay, &at("train.weight_decay"), 0.0),
+        warmup_epochs: p.req(t.warmup_epochs, &at("train.warmup_epochs"), 0.0),
+        min_lr: p.req(t.min_lr, &at("train.min_lr"), 0.0),
+    };
+    if method.trains() {
+        p.at_least(train.epochs, 1, &at("train.epochs"));
+    }
+    p.at_least(train.batch_size, 2, &at("train.batch_size"));
+    p.positive(train.lr, &at("train.lr"));
+    p.unit(train.momentum, &at("train.momentum"));
+    p.non_negative(train.weight_decay, &at("train.weight_decay"));
+    p.non_negative(train.warmup_epochs, &at("train.warmup_epochs"));
+    p.non_negative(train.min_lr, &at("train.min_lr"));
+
+    let e = s.eval.clone().unwrap_or_default();
+    let k = e.knn.unwrap_or_default();
+    let distance = match p.req(k.distance, &at("eval.knn.distance"), "cosine".into()).as_str() {
+        "cosine" => Distance::Cosine,
+        "euclidean" => Distance::Euclidean,
+        other => {
+            p.push(&at("eval.knn.distance"), format!("unknown distance {other:?}; expected cosine or euclidean"));
+            Distance::Cosine
+        }
+    };
+    let knn = Knn {
+        k: p.req(k.k, &at("eval.knn.k"), 1),
+        temperature: p.req(k.temperature, &at("eval.knn.temperature"), 1.0),
+        distance,
+    };
+    p.at_least(knn.k, 1, &at("eval.knn.k"));
+    p.positive(knn.temperature, &at("eval.knn.temperature"));
+    let l = e.linear.unwrap_or_default();
+    let linear = Linear {
+        epochs: p.req(l.epochs, &at("eval.linear.epochs"), 1),
+        batch_size: p.req(l.batch_size, &at("eval.linear.batch_size"), 1),
+        lr: p.req(l.lr, &at("eval.linear.lr"), 0.1),
+        momentum: p.req(l.momentum, &at("eval.linear.momentum"), 0.0),
+        weight_decay: p.req(l.weight_decay, &at("eval.linear.weight_decay"), 0.0),
+        standardize: p.req(l.standardize, &at("eval.linear.standardize"), true),
+        train_subset: l.train_subset,
+    };
+    p.at_least(linear.epochs, 1, &at("eval.linear.epochs"));
+    p.at_least(linear.batch_size, 1, &at("eval.linear.batch_size"));
+    p.positive(linear.lr, &at("eval.linear.lr"));
+    p.unit(linear.momentum, &at("eval.linear.momentum"));
+    p.non_negative(linear.weight_decay, &at("eval.linear.weight_decay"));
+    let eval = Eval { batch_size: p.req(e.batch_size, &at("eval.batch_size"), 1), knn, linear };
+    p.at_least(eval.batch_size, 1, &at("eval.batch_size"));
+
+    let x = s.export.clone().unwrap_or_default();
+    let export = Export {
+        parity_tolerance: p.req(x.parity_tolerance, &at("export.parity_tolerance"), 1e-4),
+        parity_images: p.req(x.parity_images, &at("export.parity_images"), 1),
+    };
+    p.positive(export.parity_tolerance, &at("export.parity_tolerance"));
+    p.at_least(export.parity_images, 1, &at("export.parity_images"));
+
+    let expected = s.expected.clone().unwrap_or_default().iter().enumerate().map(|(j, e)| expected(e, &at(&format!("expected[{j}]")), p)).collect();
+    let dataset = p.req(s.dataset.clone(), &at("dataset"), String::new());
+    let zero_init_residual = p.req(b.zero_init_residual, &at("backbone.zero_init_residual"), true);
+    Target { id, description: s.description.clone(), method, dataset, backbone: Backbone { arch, width, zero_init_residual }, data, augment, train, eval, export, expected }
+}
+
+fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Method {
+    let params = params.cloned().unwrap_or(Value::Mapping(Default::default()));
+    match name {
+        "corinfomax" => match serde_path_to_error::deserialize::<_, CorInfoMaxParams>(params) {
+            Ok(c) => {
+                if c.projector.is_empty() || c.projector.iter().any(|&d| d < 1) {
+                    p.push(&format!("{at}.projector"), format!("expected a non-empty list of positive sizes, found {:?}", c.projector));
+                }
+                p.non_negative(c.alpha, &format!("{at}.alpha"));
+                p.unit(c.la_r, &format!("{at}.la_r"));
+                p.unit(c.la_mu, &format!("{at}.la_mu"));
+                p.positive(c.r_ini, &format!("{at}.r_ini"));
+                p.non_negative(c.eps, &format!("{at}.eps"));
+                Method::CorInfoMax(c)
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { at.to_owned() } else { format!("{at}.{path}") };
+                p.push(&path, e.into_inner());
+                Method::RandomInit
+            }
+        },
+        "random_init" => {
+            if params.as_mapping().is_some_and(|m| !m.is_empty()) {
+                p.push(at, "random_init takes no parameters; remove method_params");
+            }
+            Method::RandomInit
+        }
+        "" => Method::RandomInit,
+        other => {
+            p.push(&at.replace("method_params", "method"), format!("unknown method {other:?}; expected one of: corinfomax, random_init"));
+            Method::RandomInit
+        }
+    }
+}
+
+fn expected(e: &ExpectedSpec, at: &str, p: &mut Problems) -> Expected {
+    let status = match e.status.as_str() {
+        "verified" => Provenance::Verified,
+        "secondary" => Provenance::Secondary,
+        "unverified" => Provenance::Unverified,
+        other => {
+            p.push(&format!("{at}.status"), format!("unknown status {other:?}; expected verified, secondary or unverified"));
+            Provenance::Unverified
+        }
+    };
+    if e.source.trim().is_empty() {
+        p.push(&format!("{at}.source"), "every expected number cites its source (paper, table, arXiv id)");
+    }
+    p.non_negative(e.tolerance, &format!("{at}.tolerance"));
+    Expected { metric: e.metric.clone(), value: e.value, tolerance: e.tolerance, source: e.source.clone(), status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite;
+
+    fn load(text: &str) -> anyhow::Result<Plan> {
+        let spec = suite::parse_str(text).map_err(anyhow::Error::msg)?;
+        let targets = suite::merge_targets(&spec, &[])?;
+        build(&LoadedSuite { path: "t.yaml".into(), name: "t".into(), version: 1, description: None, targets })
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let err = load("version: 1\ntargets:\n  - id: a\n    method: corinfomax\n    method_params: {alpha: -1, projector: [8], la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}\n    train: {epochs: 0}\n").unwrap_err().to_string();
+        assert!(err.contains("targets[0] (a).method_params.alpha: expected a number >= 0"), "{err}");
+        assert!(err.contains("targets[0] (a).train.epochs: expected at least 1"), "{err}");
+        assert!(err.contains("targets[0] (a).dataset: missing"), "{err}");
+        assert!(err.contains("targets[0] (a).eval.knn.k: missing"), "{err}");
+    }
+
+    #[test]
+    fn unknown_method_and_param() {
+        let err = load("version: 1\ntargets:\n  - id: a\n    method: simclrr\n  - id: b\n    method: corinfomax\n    method_params: {alpah: 1}\n").unwrap_err().to_string();
+        assert!(err.contains("unknown method \"simclrr\""), "{err}");
+        assert!(err.contains("alpah"), "{err}");
+    }
+}

@@ -1,0 +1,227 @@
+//! Reading suite files: YAML → [`SuiteSpec`] with file/line/key-path errors, the `defaults:` merge
+//! and `--set KEY=VALUE` overrides. Produces one merged [`TargetSpec`] per target; `crate::plan`
+//! validates them. Depends on serde only.
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_yaml::{Mapping, Value};
+pub use spec::{SuiteSpec, TargetSpec};
+
+/// A suite file after parsing and merging; targets are still unchecked.
+#[derive(Debug, Clone)]
+pub struct LoadedSuite {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: u32,
+    pub description: Option<String>,
+    /// Each target = defaults ⊕ target ⊕ overrides.
+    pub targets: Vec<TargetSpec>,
+}
+
+/// One `--set` override. `targets.<id>.<path>` applies to one target, any other key to all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub target: Option<String>,
+    pub path: Vec<String>,
+    pub value: Value,
+    pub raw: String,
+}
+
+impl Override {
+    /// Parses `KEY=VALUE`; VALUE is read as a YAML scalar or flow value (`2`, `0.1`, `[0.2, 1.0]`).
+    pub fn parse(raw: &str) -> Result<Self> {
+        let (key, value) = raw
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {raw:?}: expected KEY=VALUE, e.g. --set train.epochs=2"))?;
+        let value: Value = serde_yaml::from_str(value)
+            .with_context(|| format!("--set {raw:?}: the value is not valid YAML"))?;
+        let mut path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) {
+            bail!("--set {raw:?}: empty segment in key {key:?}; use dotted keys like train.lr=0.1");
+        }
+        let mut target = None;
+        if path[0] == "targets" {
+            if path.len() < 3 {
+                bail!("--set {raw:?}: expected targets.<id>.<key>=VALUE");
+            }
+            target = Some(path[1].clone());
+            path.drain(..2);
+        } else if path[0] == "defaults" {
+            path.remove(0);
+            if path.is_empty() {
+                bail!("--set {raw:?}: expected defaults.<key>=VALUE");
+            }
+        }
+        Ok(Self { target, path, value, raw: raw.to_owned() })
+    }
+}
+
+/// Parses a suite file, reporting the file, line and key path of the first problem.
+pub fn parse_file(path: &Path) -> Result<SuiteSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read suite file {}", path.display()))?;
+    parse_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Parses suite YAML text; the error names line, column and key path.
+pub fn parse_str(text: &str) -> Result<SuiteSpec, String> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, SuiteSpec>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = inner
+            .location()
+            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        let msg = strip_location(&inner.to_string());
+        if path == "." || path.is_empty() {
+            format!("{at}{msg}")
+        } else {
+            format!("{at}at `{path}`: {msg}")
+        }
+    })
+}
+
+/// serde_yaml appends " at line L column C" to messages; we print the location first instead.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Loads a suite file and applies defaults and overrides.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedSuite> {
+    let spec = parse_file(path)?;
+    let name = match &spec.suite {
+        Some(n) => n.clone(),
+        None => path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| anyhow!("{}: cannot derive a suite name from the file name; add `suite: NAME`", path.display()))?
+            .to_owned(),
+    };
+    let targets = merge_targets(&spec, overrides).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    Ok(LoadedSuite { path: path.to_owned(), name, version: spec.version, description: spec.description, targets })
+}
+
+/// defaults ⊕ target ⊕ global overrides ⊕ target-scoped overrides, for every target.
+pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<TargetSpec>> {
+    let ids: Vec<Option<&str>> = spec.targets.iter().map(|t| t.id.as_deref()).collect();
+    for o in overrides {
+        if let Some(t) = &o.target {
+            if !ids.contains(&Some(t.as_str())) {
+                let known: Vec<&str> = ids.iter().flatten().copied().collect();
+                bail!("--set {:?}: no target with id {t:?} (targets: {})", o.raw, known.join(", "));
+            }
+        }
+    }
+    let defaults = match &spec.defaults {
+        Some(d) => serde_yaml::to_value(d)?,
+        None => Value::Mapping(Mapping::new()),
+    };
+    let mut out = Vec::with_capacity(spec.targets.len());
+    for (i, t) in spec.targets.iter().enumerate() {
+        let mut merged = defaults.clone();
+        deep_merge(&mut merged, serde_yaml::to_value(t)?);
+        for o in overrides.iter().filter(|o| o.target.is_none()) {
+            set_path(&mut merged, &o.path, o.value.clone());
+        }
+        for o in overrides.iter().filter(|o| o.target.as_deref() == t.id.as_deref() && o.target.is_some()) {
+            set_path(&mut merged, &o.path, o.value.clone());
+        }
+        let label = t.id.clone().unwrap_or_else(|| format!("targets[{i}]"));
+        let de = merged.clone();
+        let spec: TargetSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow!("target {label}: at `{path}` (after applying defaults and --set): {}", e.into_inner())
+        })?;
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Recursively merges `over` into `base`; mappings merge key by key, anything else replaces.
+/// A `null` in `over` keeps the base value (serialised `None`s are nulls).
+fn deep_merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (_, Value::Null) => {}
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        if !v.is_null() {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], value: Value) {
+    let mut cur = root;
+    for key in path {
+        if !cur.is_mapping() {
+            *cur = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(m) = cur else { return };
+        cur = m.entry(Value::String(key.clone())).or_insert(Value::Null);
+    }
+    *cur = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUITE: &str = "version: 1\ndefaults:\n  dataset: fashion_mnist\n  train: {epochs: 4, lr: 0.3}\ntargets:\n  - id: a\n    method: corinfomax\n    train: {epochs: 8}\n  - id: b\n    method: random_init\n";
+
+    #[test]
+    fn defaults_merge_and_target_wins() {
+        let spec = parse_str(SUITE).unwrap();
+        let t = merge_targets(&spec, &[]).unwrap();
+        assert_eq!(t[0].train.as_ref().unwrap().epochs, Some(8));
+        assert_eq!(t[0].train.as_ref().unwrap().lr, Some(0.3));
+        assert_eq!(t[1].train.as_ref().unwrap().epochs, Some(4));
+        assert_eq!(t[1].dataset.as_deref(), Some("fashion_mnist"));
+    }
+
+    #[test]
+    fn overrides_global_then_scoped() {
+        let spec = parse_str(SUITE).unwrap();
+        let o = [Override::parse("train.epochs=1").unwrap(), Override::parse("targets.b.train.lr=0.05").unwrap()];
+        let t = merge_targets(&spec, &o).unwrap();
+        assert_eq!(t[0].train.as_ref().unwrap().epochs, Some(1));
+        assert_eq!(t[1].train.as_ref().unwrap().epochs, Some(1));
+        assert_eq!(t[0].train.as_ref().unwrap().lr, Some(0.3));
+        assert_eq!(t[1].train.as_ref().unwrap().lr, Some(0.05));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_path() {
+        let text = "version: 1\ntargets:\n  - id: a\n    train:\n      epocs: 3\n";
+        let err = parse_str(text).unwrap_err();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("targets[0].train"), "{err}");
+        assert!(err.contains("epocs"), "{err}");
+    }
+
+    #[test]
+    fn bad_override_is_explained() {
+        assert!(Override::parse("train.epochs").unwrap_err().to_string().contains("KEY=VALUE"));
+        let spec = parse_str(SUITE).unwrap();
+        let e = merge_targets(&spec, &[Override::parse("targets.zz.train.lr=1").unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("no target with id \"zz\""), "{e}");
+        let e = merge_targets(&spec, &[Override::parse("train.epochs=many").unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("train.epochs"), "{e}");
+        let e = merge_targets(&spec, &[Override::parse("train.epocs=1").unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("epocs"), "{e}");
+    }
+}

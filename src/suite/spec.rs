@@ -1,0 +1,145 @@
+//! The suite file exactly as a user writes it: every field optional, unknown keys rejected.
+//!
+//! `*Spec` types are unchecked; `crate::plan` turns them into validated targets. A target's spec is
+//! the deep merge of the suite's `defaults:` block, the target's own block and `--set` overrides.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+/// The whole YAML file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    /// Suite name; defaults to the file stem. Names the `reports/<suite>/` folder.
+    pub suite: Option<String>,
+    /// Version of the suite definition; bump on changes that alter results.
+    pub version: u32,
+    pub description: Option<String>,
+    /// Merged under every target (a target's own keys win).
+    pub defaults: Option<TargetSpec>,
+    pub targets: Vec<TargetSpec>,
+}
+
+/// One reproduction target, possibly partial (before merging with `defaults:`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub id: Option<String>,
+    pub description: Option<String>,
+    /// Method name (`corinfomax`, `random_init`).
+    pub method: Option<String>,
+    /// Method hyper-parameters; typed per method in `plan`.
+    pub method_params: Option<Value>,
+    /// Dataset name in `datasets.lock`.
+    pub dataset: Option<String>,
+    pub backbone: Option<BackboneSpec>,
+    pub data: Option<DataSpec>,
+    pub augment: Option<AugmentSpec>,
+    pub train: Option<TrainSpec>,
+    pub eval: Option<EvalSpec>,
+    pub export: Option<ExportSpec>,
+    pub expected: Option<Vec<ExpectedSpec>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneSpec {
+    pub arch: Option<String>,
+    /// Base width W: stage channels are W, 2W, 4W, 8W (64 in the paper's ResNet-18).
+    pub width: Option<i64>,
+    /// Start the last BN of each residual block at 0 (torchvision `zero_init_residual`).
+    pub zero_init_residual: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Number of training images used for pre-training (a seeded subset); omit for all.
+    pub train_subset: Option<usize>,
+    /// Images held out of the training split (its last N) to log k-NN every epoch.
+    pub monitor_holdout: Option<usize>,
+    /// Training images used as the k-NN bank of the per-epoch monitor.
+    pub monitor_bank: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentSpec {
+    /// Random-resized-crop area range, fractions of the image.
+    pub crop_scale: Option<[f64; 2]>,
+    /// Random-resized-crop aspect-ratio range.
+    pub crop_ratio: Option<[f64; 2]>,
+    /// Probability of a horizontal flip.
+    pub hflip: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub seed: Option<u64>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub weight_decay: Option<f64>,
+    /// Linear warm-up length, in epochs (may be fractional).
+    pub warmup_epochs: Option<f64>,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Images per ONNX Runtime call when embedding a split.
+    pub batch_size: Option<usize>,
+    pub knn: Option<KnnSpec>,
+    pub linear: Option<LinearSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnnSpec {
+    pub k: Option<usize>,
+    pub temperature: Option<f64>,
+    /// `cosine` or `euclidean`.
+    pub distance: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearSpec {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub momentum: Option<f64>,
+    pub weight_decay: Option<f64>,
+    /// Standardise features with the training split's mean and std before the probe.
+    pub standardize: Option<bool>,
+    /// Number of training images the probe is fitted on (the first N); omit for all.
+    pub train_subset: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSpec {
+    /// Largest relative difference (max |ort - tch| / max |tch|) the parity check accepts.
+    pub parity_tolerance: Option<f64>,
+    /// Number of real test images the parity check runs.
+    pub parity_images: Option<usize>,
+}
+
+/// A published number a target is expected to reproduce.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedSpec {
+    /// Metric name as in metrics.json, e.g. `linear_top1`.
+    pub metric: String,
+    pub value: f64,
+    /// Allowed shortfall before the gate calls it a regression.
+    pub tolerance: f64,
+    /// Paper, table and arXiv id.
+    pub source: String,
+    /// `verified`, `secondary` or `unverified` (only verified numbers gate).
+    pub status: String,
+}

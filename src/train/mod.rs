@@ -1,0 +1,214 @@
+//! The single training loop: seeded epochs of two-view batches, SGD with warm-up + cosine, one JSON
+//! line per epoch in `train_log.jsonl` (loss terms, learning rate, images/s, held-out k-NN), and a
+//! checkpoint after every epoch from which an interrupted run resumes exactly.
+
+pub mod checkpoint;
+pub mod optim;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::augment::{random_view, Normalize};
+use crate::data::{ImageSet, Splits};
+use crate::methods::Model;
+use crate::plan::Target;
+use crate::util;
+
+/// One line of `train_log.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub terms: std::collections::BTreeMap<String, f64>,
+    pub lr: f64,
+    pub images_per_s: f64,
+    /// k-NN top-1 (%) of held-out training images against a bank of training images.
+    pub monitor_knn_top1: Option<f64>,
+    pub epoch_s: f64,
+}
+
+/// What training produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    pub epochs: usize,
+    pub train_images: usize,
+    pub train_s: f64,
+    pub images_per_s: f64,
+    pub final_loss: Option<f64>,
+    pub monitor_knn_top1: Option<f64>,
+}
+
+/// Uint8 image set → tensor [N, C, H, W] on `device`.
+pub fn to_tensor(set: &ImageSet, device: Device) -> Tensor {
+    Tensor::from_slice(&set.pixels).reshape([set.n as i64, set.c as i64, set.h as i64, set.w as i64]).to_device(device)
+}
+
+/// The pre-training images (train split minus the monitor hold-out, optionally a seeded subset),
+/// the monitor bank and the monitor hold-out.
+pub struct TrainData {
+    pub images: Tensor,
+    pub bank: (Tensor, Tensor),
+    pub holdout: (Tensor, Tensor),
+}
+
+impl TrainData {
+    pub fn new(t: &Target, splits: &Splits, device: Device) -> Result<Self> {
+        let n = splits.train.n;
+        let (hold, bank) = (t.data.monitor_holdout, t.data.monitor_bank);
+        if hold + bank >= n || hold == 0 || bank == 0 {
+            bail!(
+                "data.monitor_holdout ({hold}) and data.monitor_bank ({bank}) must be >= 1 and leave training images out of the {n} in {}'s train split",
+                t.dataset
+            );
+        }
+        let pool = n - hold;
+        let all = to_tensor(&splits.train, Device::Cpu);
+        let mut images = all.narrow(0, 0, pool as i64);
+        if let Some(k) = t.data.train_subset {
+            if k > pool {
+                bail!("data.train_subset = {k} but only {pool} training images remain after the monitor hold-out");
+            }
+            tch::manual_seed(util::derive_seed(t.train.seed, "subset") as i64);
+            let idx = Tensor::randperm(pool as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64);
+            images = images.index_select(0, &idx);
+        }
+        let labels = Tensor::from_slice(&splits.train.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+        let holdout = (all.narrow(0, pool as i64, hold as i64).to_device(device), labels.narrow(0, pool as i64, hold as i64).to_device(device));
+        let bank = (all.narrow(0, 0, bank as i64).to_device(device), labels.narrow(0, 0, bank as i64).to_device(device));
+        Ok(Self { images: images.to_device(device), bank, holdout })
+    }
+}
+
+/// Trains `model` for the target's epochs, resuming from `dir`'s checkpoint when one exists.
+pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
+    let n = data.images.size()[0] as usize;
+    let bs = t.train.batch_size;
+    let steps_per_epoch = n / bs; // drop_last, as the reference loaders do
+    if steps_per_epoch == 0 {
+        bail!("train.batch_size = {bs} is larger than the {n} pre-training images");
+    }
+    let total = steps_per_epoch * t.train.epochs;
+    let warmup = (t.train.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let mut opt = optim::Sgd::new(&model.vs, t.train.momentum, t.train.weight_decay);
+    let log_path = dir.join("train_log.jsonl");
+    let mut start_epoch = 0;
+    let mut logs: Vec<EpochLog> = Vec::new();
+    if let Some(done) = checkpoint::load(dir, model, &mut opt)? {
+        start_epoch = done;
+        logs = read_log(&log_path)?.into_iter().filter(|l| l.epoch <= done).collect();
+        eprintln!("  resuming {} from epoch {done}/{}", t.id, t.train.epochs);
+    }
+    for epoch in start_epoch..t.train.epochs {
+        let started = Instant::now();
+        tch::manual_seed(util::derive_seed(t.train.seed, &format!("epoch{epoch}")) as i64);
+        let perm = Tensor::randperm(n as i64, (Kind::Int64, data.images.device()));
+        let mut sum = 0.0;
+        let mut term_sums: std::collections::BTreeMap<String, f64> = Default::default();
+        let mut lr = 0.0;
+        for s in 0..steps_per_epoch {
+            let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
+            let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
+            let v1 = norm.apply(&random_view(&x, &t.augment));
+            let v2 = norm.apply(&random_view(&x, &t.augment));
+            let out = model.loss(&v1, &v2)?;
+            let value = out.total.double_value(&[]);
+            if !value.is_finite() {
+                bail!("loss became {value} at epoch {}, step {s}; lower train.lr or check the method parameters", epoch + 1);
+            }
+            lr = optim::warmup_cosine(epoch * steps_per_epoch + s, total, warmup, t.train.lr, t.train.min_lr);
+            opt.zero_grad();
+            out.total.backward();
+            opt.step(lr);
+            sum += value;
+            for (k, v) in &out.terms {
+                *term_sums.entry((*k).to_owned()).or_default() += v.double_value(&[]);
+            }
+        }
+        let epoch_s = started.elapsed().as_secs_f64();
+        let monitor = monitor_knn(model, data, norm, t, classes);
+        let steps = steps_per_epoch as f64;
+        let log = EpochLog {
+            epoch: epoch + 1,
+            loss: sum / steps,
+            terms: term_sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
+            lr,
+            images_per_s: (steps_per_epoch * bs) as f64 / epoch_s,
+            monitor_knn_top1: Some(monitor),
+            epoch_s,
+        };
+        eprintln!(
+            "  {} epoch {}/{}: loss {:.4}  lr {:.4}  {:.0} img/s  held-out k-NN {:.2}%",
+            t.id, log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor
+        );
+        logs.push(log);
+        checkpoint::save(dir, model, &opt, epoch + 1)?;
+        write_log(&log_path, &logs)?;
+    }
+    let last = logs.last();
+    let all_s: f64 = logs.iter().map(|l| l.epoch_s).sum();
+    Ok(TrainOutcome {
+        epochs: t.train.epochs,
+        train_images: n,
+        train_s: all_s,
+        images_per_s: if all_s > 0.0 { (logs.len() * steps_per_epoch * bs) as f64 / all_s } else { 0.0 },
+        final_loss: last.map(|l| l.loss),
+        monitor_knn_top1: last.and_then(|l| l.monitor_knn_top1),
+    })
+}
+
+/// Backbone features of uint8 images, eval mode, in chunks.
+pub fn features(model: &Model, images: &Tensor, norm: &Normalize, chunk: i64) -> Tensor {
+    tch::no_grad(|| {
+        let n = images.size()[0];
+        let parts: Vec<Tensor> = (0..n)
+            .step_by(chunk as usize)
+            .map(|s| model.encoder.forward_t(&norm.apply_u8(&images.narrow(0, s, chunk.min(n - s))), false))
+            .collect();
+        Tensor::cat(&parts, 0)
+    })
+}
+
+/// Weighted k-NN (cosine, the suite's k and T) of the hold-out against the bank, in percent.
+fn monitor_knn(model: &Model, data: &TrainData, norm: &Normalize, t: &Target, classes: i64) -> f64 {
+    let f = |x: &Tensor| {
+        let h = features(model, x, norm, t.eval.batch_size as i64);
+        &h / h.square().sum_dim_intlist(1, true, Kind::Float).sqrt().clamp_min(1e-12)
+    };
+    let (bank, query) = (f(&data.bank.0), f(&data.holdout.0));
+    let k = (t.eval.knn.k as i64).min(bank.size()[0]);
+    let sims = query.matmul(&bank.transpose(0, 1));
+    let (top, idx) = sims.topk(k, 1, true, true);
+    let weights = (top / t.eval.knn.temperature).exp();
+    let neighbour_labels = data.bank.1.index_select(0, &idx.flatten(0, -1)).reshape(idx.size());
+    let votes = Tensor::zeros([query.size()[0], classes], (Kind::Float, query.device())).scatter_add(1, &neighbour_labels, &weights);
+    let pred = votes.argmax(1, false);
+    let correct = pred.eq_tensor(&data.holdout.1).to_kind(Kind::Float).mean(Kind::Float);
+    100.0 * correct.double_value(&[])
+}
+
+fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => s
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display())))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_log(path: &Path, logs: &[EpochLog]) -> Result<()> {
+    let mut buf = Vec::new();
+    for l in logs {
+        serde_json::to_writer(&mut buf, l)?;
+        buf.write_all(b"\n")?;
+    }
+    util::write_atomic(path, &buf)
+}
