@@ -102,6 +102,31 @@ pub struct Augment {
     pub crop_scale: [f64; 2],
     pub crop_ratio: [f64; 2],
     pub hflip: f64,
+    pub jitter: Option<Jitter>,
+    pub blur: Option<Blur>,
+    pub solarize: Option<Solarize>,
+}
+
+/// Brightness, contrast and saturation jitter applied with probability `p` (torchvision
+/// `ColorJitter` factors: each drawn from [1 − v, 1 + v]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jitter {
+    pub p: f64,
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blur {
+    pub p: [f64; 2],
+    pub sigma: [f64; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Solarize {
+    pub p: [f64; 2],
+    pub threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,10 +316,40 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     }
 
     let a = s.augment.clone().unwrap_or_default();
+    let jitter = a.jitter.map(|j| {
+        let j = Jitter {
+            p: p.req(j.p, &at("augment.jitter.p"), 0.0),
+            brightness: p.req(j.brightness, &at("augment.jitter.brightness"), 0.0),
+            contrast: p.req(j.contrast, &at("augment.jitter.contrast"), 0.0),
+            saturation: p.req(j.saturation, &at("augment.jitter.saturation"), 0.0),
+        };
+        p.unit(j.p, &at("augment.jitter.p"));
+        for (v, k) in [(j.brightness, "brightness"), (j.contrast, "contrast"), (j.saturation, "saturation")] {
+            p.unit(v, &at(&format!("augment.jitter.{k}")));
+        }
+        j
+    });
+    let blur = a.blur.map(|b| {
+        let b = Blur { p: p.req(b.p, &at("augment.blur.p"), [0.0; 2]), sigma: p.req(b.sigma, &at("augment.blur.sigma"), [1.0; 2]) };
+        b.p.iter().for_each(|&v| p.unit(v, &at("augment.blur.p")));
+        if !(b.sigma[0] > 0.0 && b.sigma[0] <= b.sigma[1] && b.sigma[1] <= 10.0) {
+            p.push(&at("augment.blur.sigma"), format!("expected 0 < min <= max <= 10 pixels, found {:?}", b.sigma));
+        }
+        b
+    });
+    let solarize = a.solarize.map(|s| {
+        let s = Solarize { p: p.req(s.p, &at("augment.solarize.p"), [0.0; 2]), threshold: p.req(s.threshold, &at("augment.solarize.threshold"), 0.5) };
+        s.p.iter().for_each(|&v| p.unit(v, &at("augment.solarize.p")));
+        p.unit(s.threshold, &at("augment.solarize.threshold"));
+        s
+    });
     let augment = Augment {
         crop_scale: p.req(a.crop_scale, &at("augment.crop_scale"), [1.0, 1.0]),
         crop_ratio: p.req(a.crop_ratio, &at("augment.crop_ratio"), [1.0, 1.0]),
         hflip: p.req(a.hflip, &at("augment.hflip"), 0.0),
+        jitter,
+        blur,
+        solarize,
     };
     let [s0, s1] = augment.crop_scale;
     if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
@@ -454,5 +509,14 @@ mod tests {
         let err = load("version: 1\ntargets:\n  - id: a\n    method: simclrr\n  - id: b\n    method: corinfomax\n    method_params: {alpah: 1}\n").unwrap_err().to_string();
         assert!(err.contains("unknown method \"simclrr\""), "{err}");
         assert!(err.contains("alpah"), "{err}");
+    }
+
+    #[test]
+    fn augment_blocks_are_checked() {
+        let base = "version: 1\ntargets:\n  - id: a\n    method: random_init\n    augment: {crop_scale: [0.2, 1.0], crop_ratio: [0.75, 1.33], hflip: 0.5, blur: {p: [1.0, 1.5], sigma: [2.0, 1.0]}, jitter: {p: 0.8}}\n";
+        let err = load(base).unwrap_err().to_string();
+        assert!(err.contains("augment.blur.p: expected a value in [0, 1], found 1.5"), "{err}");
+        assert!(err.contains("augment.blur.sigma: expected 0 < min <= max <= 10 pixels"), "{err}");
+        assert!(err.contains("augment.jitter.brightness: missing"), "{err}");
     }
 }

@@ -223,3 +223,22 @@ fn loss_command_prints_json_terms() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("alpah"), "{}", stderr(&o));
 }
+
+#[test]
+fn every_shipped_suite_validates_against_the_shipped_lock() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut suites: Vec<String> = std::fs::read_dir(root.join("suites"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    suites.sort();
+    assert!(!suites.is_empty());
+    let lock = root.join("datasets.lock").display().to_string();
+    let mut args = vec!["--lock", lock.as_str(), "validate"];
+    args.extend(suites.iter().map(String::as_str));
+    let sb = Sandbox::new();
+    let o = sb.repro(&args);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("quickstart.yaml: ok (2 targets: corinfomax, random_init)"), "{}", stdout(&o));
+}

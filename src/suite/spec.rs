@@ -71,6 +71,39 @@ pub struct AugmentSpec {
     pub crop_ratio: Option<[f64; 2]>,
     /// Probability of a horizontal flip.
     pub hflip: Option<f64>,
+    /// Colour jitter (absent: none).
+    pub jitter: Option<JitterSpec>,
+    /// Gaussian blur with per-view probabilities (absent: none).
+    pub blur: Option<BlurSpec>,
+    /// Solarisation with per-view probabilities (absent: none).
+    pub solarize: Option<SolarizeSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JitterSpec {
+    pub p: Option<f64>,
+    pub brightness: Option<f64>,
+    pub contrast: Option<f64>,
+    pub saturation: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlurSpec {
+    /// Probability for view 1 and view 2.
+    pub p: Option<[f64; 2]>,
+    /// Range of the Gaussian's standard deviation, in pixels.
+    pub sigma: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolarizeSpec {
+    /// Probability for view 1 and view 2.
+    pub p: Option<[f64; 2]>,
+    /// Pixels at or above this value (in [0, 1]) are inverted.
+    pub threshold: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

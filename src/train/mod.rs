@@ -114,8 +114,8 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
             let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let v1 = norm.apply(&random_view(&x, &t.augment));
-            let v2 = norm.apply(&random_view(&x, &t.augment));
+            let v1 = norm.apply(&random_view(&x, &t.augment, 0));
+            let v2 = norm.apply(&random_view(&x, &t.augment, 1));
             let out = model.loss(&v1, &v2)?;
             let value = out.total.double_value(&[]);
             if !value.is_finite() {

@@ -1,0 +1,46 @@
+//! Training-step benchmarks on CPU: the batched two-view augmentation alone, and one full CorInfoMax
+//! step (two views → ResNet-18 → projector → loss → backward → SGD) at the quick-start size
+//! (batch 256, 1×28×28, width 8). Run: `cargo bench --bench train_step`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use repro::data::augment::{random_view, Normalize};
+use repro::methods::Model;
+use repro::plan::{self, Target};
+use repro::train::optim::Sgd;
+use tch::{Device, Kind, Tensor};
+
+fn target(width: i64) -> Target {
+    let yaml = format!(
+        "id: bench\nmethod: corinfomax\nmethod_params: {{projector: [512, 512, 64], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\ndataset: fashion_mnist\nbackbone: {{arch: resnet18, width: {width}, zero_init_residual: true}}\ndata: {{monitor_holdout: 1, monitor_bank: 1}}\naugment: {{crop_scale: [0.3, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5}}\ntrain: {{epochs: 1, batch_size: 256, seed: 0, lr: 0.3, momentum: 0.9, weight_decay: 1.0e-4, warmup_epochs: 0, min_lr: 0}}\neval: {{batch_size: 256, knn: {{k: 20, temperature: 0.07, distance: cosine}}, linear: {{epochs: 1, batch_size: 256, lr: 0.1, momentum: 0.9, weight_decay: 0, standardize: true}}}}\nexport: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
+    );
+    let spec: repro::suite::TargetSpec = serde_yaml::from_str(&yaml).expect("bench target");
+    let suite = repro::suite::LoadedSuite { path: "bench.yaml".into(), name: "bench".into(), version: 1, description: None, targets: vec![spec] };
+    plan::build(&suite).expect("valid bench target").targets.remove(0)
+}
+
+fn bench(c: &mut Criterion) {
+    tch::manual_seed(0);
+    let t = target(8);
+    let norm = Normalize::new(&[0.286], &[0.353], Device::Cpu);
+    let x = Tensor::rand([256, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let mut g = c.benchmark_group("quickstart_batch256");
+    g.throughput(Throughput::Elements(256));
+    g.sample_size(10);
+    g.bench_function("two_view_augment", |b| b.iter(|| (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))));
+    let mut model = Model::new(&t, 1, Device::Cpu);
+    let mut opt = Sgd::new(&model.vs, 0.9, 1e-4);
+    g.bench_function("corinfomax_step_w8", |b| {
+        b.iter(|| {
+            let v1 = norm.apply(&random_view(&x, &t.augment, 0));
+            let v2 = norm.apply(&random_view(&x, &t.augment, 1));
+            let out = model.loss(&v1, &v2).expect("loss");
+            opt.zero_grad();
+            out.total.backward();
+            opt.step(0.1);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
