@@ -18,6 +18,14 @@ pub mod suite;
 pub mod train;
 pub mod util;
 
+/// Serialises unit tests that draw from libtorch's one global generator, so a test that seeds it
+/// is not disturbed by another test drawing numbers on a parallel thread.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The libtorch version this build pairs with (tch 0.24.0 ↔ PyTorch 2.11.0).
 pub const TORCH_VERSION: &str = "2.11.0";
 

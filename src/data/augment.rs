@@ -157,6 +157,7 @@ mod tests {
 
     #[test]
     fn identity_crop_and_certain_flip() {
+        let _rng = crate::rng_lock();
         let x = Tensor::rand([4, 1, 8, 8], tch::kind::FLOAT_CPU);
         let same = random_view(&x, &aug([1.0, 1.0], 0.0), 0);
         assert!(f64::try_from((&same - &x).abs().max()).unwrap() < 1e-5);
@@ -166,6 +167,7 @@ mod tests {
 
     #[test]
     fn crops_differ_per_image_and_are_seeded() {
+        let _rng = crate::rng_lock();
         let x = Tensor::rand([1, 1, 16, 16], tch::kind::FLOAT_CPU).repeat([6, 1, 1, 1]);
         tch::manual_seed(3);
         let a = random_view(&x, &aug([0.2, 0.6], 0.5), 1);
@@ -177,6 +179,7 @@ mod tests {
 
     #[test]
     fn solarize_blur_and_jitter_do_what_they_say() {
+        let _rng = crate::rng_lock();
         let x = Tensor::rand([5, 1, 12, 12], tch::kind::FLOAT_CPU);
         let s = solarize(&x, 1.0, 0.5);
         let want = x.where_self(&x.lt(0.5), &(1.0 - &x));

@@ -152,6 +152,7 @@ mod tests {
 
     #[test]
     fn loss_decreases_when_optimised() {
+        let _rng = crate::rng_lock();
         tch::manual_seed(0);
         let p = params();
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);

@@ -206,6 +206,7 @@ mod tests {
 
     #[test]
     fn shapes_and_names_follow_torchvision() {
+        let _rng = crate::rng_lock();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = ResNet18::new(&vs.root(), 1, 4, true);
         let y = net.forward_t(&Tensor::randn([3, 1, 28, 28], tch::kind::FLOAT_CPU), false);
@@ -220,6 +221,7 @@ mod tests {
 
     #[test]
     fn onnx_export_matches_tch_after_training_steps() {
+        let _rng = crate::rng_lock();
         tch::manual_seed(1);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = ResNet18::new(&vs.root(), 3, 4, false);
