@@ -3,6 +3,8 @@
 //! so eval (ONNX Runtime) can use the same splits without libtorch.
 
 pub mod augment;
+pub mod cifar;
+pub mod extract;
 pub mod fetch;
 pub mod idx;
 pub mod lock;
@@ -62,18 +64,22 @@ pub struct DatasetInfo {
 }
 
 /// Datasets with a decoder. Fashion-MNIST's mean/std are those of its 60k training images
-/// (0.2860, 0.3530), the values the quick-start calibration used.
+/// (0.2860, 0.3530), the values the quick-start calibration used; CIFAR's are the CorInfoMax code's
+/// (`serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/transform_utils.py`).
 pub fn info(name: &str) -> Result<DatasetInfo> {
+    let d = |name, classes, channels, image_size, mean: &[f32], std: &[f32]| DatasetInfo {
+        name,
+        classes,
+        channels,
+        image_size,
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+    };
     match name {
-        "fashion_mnist" => Ok(DatasetInfo {
-            name: "fashion_mnist",
-            classes: 10,
-            channels: 1,
-            image_size: 28,
-            mean: vec![0.2860],
-            std: vec![0.3530],
-        }),
-        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist"),
+        "fashion_mnist" => Ok(d("fashion_mnist", 10, 1, 28, &[0.2860], &[0.3530])),
+        "cifar10" => Ok(d("cifar10", 10, 3, 32, &[0.4914, 0.4822, 0.4465], &[0.247, 0.243, 0.261])),
+        "cifar100" => Ok(d("cifar100", 100, 3, 32, &[0.5071, 0.4865, 0.4409], &[0.2673, 0.2564, 0.2762])),
+        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100"),
     }
 }
 
@@ -83,7 +89,36 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
     let lock = lock::Lock::load(lock_path)?;
     let cache = fetch::data_dir()?;
     let files = fetch::ensure_dataset(&lock, name, &cache, opts)?;
-    decode(info, &files)
+    let format = lock.get(name)?.format.clone();
+    match format.as_str() {
+        "idx" => decode_idx(info, &files),
+        "cifar10_bin" | "cifar100_bin" => decode_cifar(info, &files, &format),
+        other => bail!("{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin", lock_path.display()),
+    }
+}
+
+/// Extracts the dataset's one archive next to it (`<file>.extracted/`), once.
+fn extracted(files: &[PathBuf]) -> Result<PathBuf> {
+    let [archive] = files else { bail!("expected exactly one archive file, the lock lists {}", files.len()) };
+    let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let kind = extract::ArchiveKind::from_name(name).with_context(|| format!("{}: not a .tar, .tar.gz, .tgz or .zip archive", archive.display()))?;
+    let dest = archive.with_file_name(format!("{name}.extracted"));
+    extract::extract(archive, kind, &dest)?;
+    Ok(dest)
+}
+
+fn decode_cifar(info: DatasetInfo, files: &[PathBuf], format: &str) -> Result<Splits> {
+    let root = extracted(files)?;
+    let (train, test) = if format == "cifar10_bin" {
+        let dir = root.join("cifar-10-batches-bin");
+        let batches: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect();
+        let refs: Vec<&Path> = batches.iter().map(PathBuf::as_path).collect();
+        (cifar::decode(&refs, cifar::Labels::Only)?, cifar::decode(&[&dir.join("test_batch.bin")], cifar::Labels::Only)?)
+    } else {
+        let dir = root.join("cifar-100-binary");
+        (cifar::decode(&[&dir.join("train.bin")], cifar::Labels::Fine)?, cifar::decode(&[&dir.join("test.bin")], cifar::Labels::Fine)?)
+    };
+    Ok(Splits { info, train, test })
 }
 
 fn find<'a>(files: &'a [PathBuf], stem: &str) -> Result<&'a PathBuf> {
@@ -93,7 +128,7 @@ fn find<'a>(files: &'a [PathBuf], stem: &str) -> Result<&'a PathBuf> {
         .with_context(|| format!("the lock entry has no file named {stem}*"))
 }
 
-fn decode(info: DatasetInfo, files: &[PathBuf]) -> Result<Splits> {
+fn decode_idx(info: DatasetInfo, files: &[PathBuf]) -> Result<Splits> {
     let split = |images: &str, labels: &str| -> Result<ImageSet> {
         let x = idx::read(find(files, images)?)?;
         let y = idx::read(find(files, labels)?)?;

@@ -110,3 +110,44 @@ pub fn tiny_suite(epochs: usize) -> String {
         "suite: tiny\nversion: 1\ndefaults:\n  dataset: fashion_mnist\n  backbone: {{arch: resnet18, width: 2, zero_init_residual: false}}\n  data: {{train_subset: 1024, monitor_holdout: 200, monitor_bank: 1000}}\n  augment: {{crop_scale: [0.3, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5}}\n  train: {{epochs: {epochs}, batch_size: 128, seed: 0, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4, warmup_epochs: 0.5, min_lr: 0.0}}\n  eval:\n    batch_size: 1000\n    knn: {{k: 20, temperature: 0.07, distance: cosine}}\n    linear: {{epochs: 5, batch_size: 256, lr: 0.5, momentum: 0.9, weight_decay: 0.0, standardize: true, train_subset: 10000}}\n  export: {{parity_tolerance: 1.0e-4, parity_images: 16}}\ntargets:\n  - id: cim\n    method: corinfomax\n    method_params: {{projector: [32, 16], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\n  - id: floor\n    method: random_init\n"
     )
 }
+
+/// A real HTTP server on 127.0.0.1 serving the files of `root` at `/<relative path>` (bounded:
+/// it stops when dropped). Returns the base URL.
+pub struct FileServer {
+    pub url: String,
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    pub fn start(root: &Path) -> Self {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+        let url = format!("http://{}", server.server_addr().to_ip().expect("ip address"));
+        let (srv, root) = (server.clone(), root.to_owned());
+        let thread = std::thread::spawn(move || {
+            for rq in srv.incoming_requests() {
+                let path = root.join(rq.url().trim_start_matches('/'));
+                let _ = match std::fs::read(&path) {
+                    Ok(bytes) => rq.respond(tiny_http::Response::from_data(bytes)),
+                    Err(_) => rq.respond(tiny_http::Response::empty(404)),
+                };
+            }
+        });
+        Self { url, server, thread: Some(thread) }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
+}
