@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fetch;
 pub mod idx;
 pub mod lock;
+pub mod stl10;
 
 use std::path::{Path, PathBuf};
 
@@ -79,7 +80,9 @@ pub fn info(name: &str) -> Result<DatasetInfo> {
         "fashion_mnist" => Ok(d("fashion_mnist", 10, 1, 28, &[0.2860], &[0.3530])),
         "cifar10" => Ok(d("cifar10", 10, 3, 32, &[0.4914, 0.4822, 0.4465], &[0.247, 0.243, 0.261])),
         "cifar100" => Ok(d("cifar100", 100, 3, 32, &[0.5071, 0.4865, 0.4409], &[0.2673, 0.2564, 0.2762])),
-        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100"),
+        // ImageNet statistics, the usual choice for STL-10 (not checked against a paper's code).
+        "stl10" => Ok(d("stl10", 10, 3, 96, &[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225])),
+        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100, stl10"),
     }
 }
 
@@ -93,7 +96,13 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
     match format.as_str() {
         "idx" => decode_idx(info, &files),
         "cifar10_bin" | "cifar100_bin" => decode_cifar(info, &files, &format),
-        other => bail!("{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin", lock_path.display()),
+        "stl10_bin" => {
+            let dir = extracted(&files)?.join("stl10_binary");
+            let train = stl10::decode(&dir.join("train_X.bin"), &dir.join("train_y.bin"))?;
+            let test = stl10::decode(&dir.join("test_X.bin"), &dir.join("test_y.bin"))?;
+            Ok(Splits { info, train, test })
+        }
+        other => bail!("{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin, stl10_bin", lock_path.display()),
     }
 }
 

@@ -1,7 +1,8 @@
-//! CIFAR-10 end to end through the real download path: a `cifar-10-binary.tar.gz` in the real
-//! layout (`cifar-10-batches-bin/data_batch_{1..5}.bin`, `test_batch.bin`, 3073-byte records) is
-//! served from a loopback HTTP server through REPRO_MIRROR, fetched, verified, safely extracted,
-//! decoded and trained on (3-channel 32×32 input) with the whole pipeline.
+//! Archive datasets end to end through the real download path: archives in the real layouts
+//! (CIFAR-10 `cifar-10-batches-bin/data_batch_{1..5}.bin` with 3073-byte records; STL-10
+//! `stl10_binary/{train,test}_{X,y}.bin` with column-major planes) are served from a loopback HTTP
+//! server through REPRO_MIRROR, fetched, verified, safely extracted, decoded and trained on with the
+//! whole pipeline; unsafe archives and tampered caches end with exit 2 and no leftovers.
 
 mod common;
 
@@ -116,4 +117,52 @@ fn unsafe_archive_and_corrupt_cache_exit_2_without_leftovers() {
     let o = sb.repro_env(&["verify", "cifar10"], &env);
     assert_exit(&o, 2);
     assert!(stdout(&o).contains("cifar-10-binary.tar.gz"), "{}", stdout(&o));
+}
+
+#[test]
+fn stl10_from_a_loopback_mirror_through_training() {
+    let sb = Sandbox::new();
+    let served = sb.path("mirror/stl10");
+    std::fs::create_dir_all(&served).unwrap();
+    let archive = served.join("stl10_binary.tar.gz");
+    // Class-dependent brightness and stripes, written column-major per plane as the real files are.
+    let split = |n: usize| -> (Vec<u8>, Vec<u8>) {
+        let mut x = Vec::with_capacity(n * 27648);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let label = (i % 10) as u8;
+            y.push(label + 1);
+            for c in 0..3usize {
+                for col in 0..96usize {
+                    for row in 0..96usize {
+                        x.push((label as usize * 23 + (row / 8) * 5 + c * 3) as u8 ^ (col as u8 & 3));
+                    }
+                }
+            }
+        }
+        (x, y)
+    };
+    let (trx, tr_y) = split(200);
+    let (tex, te_y) = split(100);
+    tar_gz(&archive, &[("stl10_binary/train_X.bin", trx), ("stl10_binary/train_y.bin", tr_y), ("stl10_binary/test_X.bin", tex), ("stl10_binary/test_y.bin", te_y)]);
+    let (size, sha) = (std::fs::metadata(&archive).unwrap().len(), sha256_file(&archive));
+    sb.write(
+        "datasets.lock",
+        &format!("version: 1\ndatasets:\n  stl10:\n    description: test copy\n    homepage: https://cs.stanford.edu/~acoates/stl10/\n    license: test\n    format: stl10_bin\n    files:\n      - name: stl10_binary.tar.gz\n        size: {size}\n        sha256: {sha}\n        sources: []\n"),
+    );
+    let server = FileServer::start(&sb.path("mirror"));
+    let env = [("REPRO_MIRROR", server.url.as_str())];
+    let suite = tiny_suite(1)
+        .replace("dataset: fashion_mnist", "dataset: stl10")
+        .replace("train_subset: 1024, monitor_holdout: 200, monitor_bank: 1000", "train_subset: 64, monitor_holdout: 20, monitor_bank: 100")
+        .replace("batch_size: 128, seed", "batch_size: 32, seed")
+        .replace("train_subset: 10000}", "train_subset: 200}");
+    sb.write("s.yaml", &suite);
+    let o = sb.repro_env(&["run", "s.yaml", "--device", "cpu", "--target", "floor"], &env);
+    assert_exit(&o, 0);
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/metrics.json")).unwrap()).unwrap();
+    let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
+    assert!(knn > 50.0, "class-striped 96x96 images: k-NN {knn}");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["target"]["dataset"], "stl10");
 }
