@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod decoded;
 pub mod extract;
 pub mod fetch;
 pub mod idx;
@@ -92,18 +93,26 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
     let lock = lock::Lock::load(lock_path)?;
     let cache = fetch::data_dir()?;
     let files = fetch::ensure_dataset(&lock, name, &cache, opts)?;
-    let format = lock.get(name)?.format.clone();
-    match format.as_str() {
-        "idx" => decode_idx(info, &files),
-        "cifar10_bin" | "cifar100_bin" => decode_cifar(info, &files, &format),
+    let entry = lock.get(name)?;
+    let decoded_dir = cache.join(name).join("decoded");
+    if let Some(mut sets) = decoded::load(&decoded_dir, entry, &["train", "test"])? {
+        let test = sets.pop().context("cached test split")?;
+        let train = sets.pop().context("cached train split")?;
+        return Ok(Splits { info, train, test });
+    }
+    let splits = match entry.format.as_str() {
+        "idx" => decode_idx(info, &files)?,
+        "cifar10_bin" | "cifar100_bin" => decode_cifar(info, &files, &entry.format)?,
         "stl10_bin" => {
             let dir = extracted(&files)?.join("stl10_binary");
             let train = stl10::decode(&dir.join("train_X.bin"), &dir.join("train_y.bin"))?;
             let test = stl10::decode(&dir.join("test_X.bin"), &dir.join("test_y.bin"))?;
-            Ok(Splits { info, train, test })
+            Splits { info, train, test }
         }
         other => bail!("{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin, stl10_bin", lock_path.display()),
-    }
+    };
+    decoded::store(&decoded_dir, entry, &[("train", &splits.train), ("test", &splits.test)])?;
+    Ok(splits)
 }
 
 /// Extracts the dataset's one archive next to it (`<file>.extracted/`), once.
