@@ -166,3 +166,47 @@ fn stl10_from_a_loopback_mirror_through_training() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/config.json")).unwrap()).unwrap();
     assert_eq!(cfg["target"]["dataset"], "stl10");
 }
+
+#[test]
+fn imagenette_jpeg_folders_from_a_loopback_mirror() {
+    let sb = Sandbox::new();
+    let served = sb.path("mirror/imagenette_160");
+    std::fs::create_dir_all(&served).unwrap();
+    // Real JPEGs in the imagenette2-160 layout, class-coloured, not square (resized to 160×160).
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (split, per_class) in [("train", 6), ("val", 3)] {
+        for class in 0..10u8 {
+            for i in 0..per_class {
+                let img = image::RgbImage::from_fn(60, 45, |x, y| image::Rgb([class * 25, (x as u8).wrapping_mul(3) ^ i, (y as u8) * 5]));
+                let mut bytes = Vec::new();
+                image::DynamicImage::ImageRgb8(img).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+                files.push((format!("imagenette2-160/{split}/n0{class}000000/img_{i}.JPEG"), bytes));
+            }
+        }
+    }
+    let archive = served.join("imagenette2-160.tgz");
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    tar_gz(&archive, &refs);
+    let (size, sha) = (std::fs::metadata(&archive).unwrap().len(), sha256_file(&archive));
+    sb.write(
+        "datasets.lock",
+        &format!("version: 1\ndatasets:\n  imagenette_160:\n    description: test copy\n    homepage: https://github.com/fastai/imagenette\n    license: test\n    format: image_folder_tgz\n    files:\n      - name: imagenette2-160.tgz\n        size: {size}\n        sha256: {sha}\n        sources: []\n"),
+    );
+    let server = FileServer::start(&sb.path("mirror"));
+    let env = [("REPRO_MIRROR", server.url.as_str())];
+    let suite = tiny_suite(1)
+        .replace("dataset: fashion_mnist", "dataset: imagenette_160")
+        .replace("train_subset: 1024, monitor_holdout: 200, monitor_bank: 1000", "train_subset: 16, monitor_holdout: 10, monitor_bank: 30")
+        .replace("batch_size: 128, seed", "batch_size: 8, seed")
+        .replace("train_subset: 10000}", "train_subset: 60}")
+        .replace("knn: {k: 20", "knn: {k: 3");
+    sb.write("s.yaml", &suite);
+    let o = sb.repro_env(&["run", "s.yaml", "--device", "cpu", "--target", "floor"], &env);
+    assert_exit(&o, 0);
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/metrics.json")).unwrap()).unwrap();
+    let knn = m["metrics"]["knn_top1@k3_t0.07_cosine"]["value"].as_f64().unwrap();
+    assert!(knn > 50.0, "class-coloured JPEGs: k-NN {knn}");
+    // The decoded splits are cached with a manifest; a second run reads them instead of decoding.
+    assert!(sb.path("cache/imagenette_160/decoded/manifest.json").exists());
+    assert!(sb.path("cache/imagenette_160/decoded/train_images.npy").exists());
+}

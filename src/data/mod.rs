@@ -7,6 +7,7 @@ pub mod cifar;
 pub mod decoded;
 pub mod extract;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 pub mod lock;
 pub mod stl10;
@@ -65,6 +66,9 @@ pub struct DatasetInfo {
     pub std: Vec<f32>,
 }
 
+const IMAGENET_MEAN: &[f32] = &[0.485, 0.456, 0.406];
+const IMAGENET_STD: &[f32] = &[0.229, 0.224, 0.225];
+
 /// Datasets with a decoder. Fashion-MNIST's mean/std are those of its 60k training images
 /// (0.2860, 0.3530), the values the quick-start calibration used; CIFAR's are the CorInfoMax code's
 /// (`serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/transform_utils.py`).
@@ -82,8 +86,12 @@ pub fn info(name: &str) -> Result<DatasetInfo> {
         "cifar10" => Ok(d("cifar10", 10, 3, 32, &[0.4914, 0.4822, 0.4465], &[0.247, 0.243, 0.261])),
         "cifar100" => Ok(d("cifar100", 100, 3, 32, &[0.5071, 0.4865, 0.4409], &[0.2673, 0.2564, 0.2762])),
         // ImageNet statistics, the usual choice for STL-10 (not checked against a paper's code).
-        "stl10" => Ok(d("stl10", 10, 3, 96, &[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225])),
-        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100, stl10"),
+        "stl10" => Ok(d("stl10", 10, 3, 96, IMAGENET_MEAN, IMAGENET_STD)),
+        // CorInfoMax's Tiny-ImageNet code normalises with ImageNet statistics.
+        "tiny_imagenet" => Ok(d("tiny_imagenet", 200, 3, 64, IMAGENET_MEAN, IMAGENET_STD)),
+        // Imagenette 160 px: shorter side 160, centre crop 160×160.
+        "imagenette_160" => Ok(d("imagenette_160", 10, 3, 160, IMAGENET_MEAN, IMAGENET_STD)),
+        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100, stl10, tiny_imagenet, imagenette_160"),
     }
 }
 
@@ -109,7 +117,23 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
             let test = stl10::decode(&dir.join("test_X.bin"), &dir.join("test_y.bin"))?;
             Splits { info, train, test }
         }
-        other => bail!("{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin, stl10_bin", lock_path.display()),
+        "tiny_imagenet_zip" => {
+            let (train, test, _wnids) = folder::decode_tiny_imagenet(&extracted(&files)?.join("tiny-imagenet-200"))?;
+            Splits { info, train, test }
+        }
+        "image_folder_tgz" => {
+            let stem = files.first().and_then(|f| f.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+            let stem = stem.trim_end_matches(".tgz").trim_end_matches(".tar.gz").to_owned();
+            let root = extracted(&files)?.join(&stem);
+            let size = info.image_size as u32;
+            let (train, classes) = folder::decode_image_folder(&root.join("train"), None, size, folder::Resize::ShorterSideCenterCrop)?;
+            let (test, _) = folder::decode_image_folder(&root.join("val"), Some(&classes), size, folder::Resize::ShorterSideCenterCrop)?;
+            Splits { info, train, test }
+        }
+        other => bail!(
+            "{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin, stl10_bin, tiny_imagenet_zip, image_folder_tgz",
+            lock_path.display()
+        ),
     };
     decoded::store(&decoded_dir, entry, &[("train", &splits.train), ("test", &splits.test)])?;
     Ok(splits)
