@@ -21,15 +21,18 @@ const VERSION: u32 = 1;
 struct Manifest {
     version: u32,
     format: String,
+    /// Decoder settings that shape the arrays (e.g. the image size images were resized to).
+    decoder: String,
     /// (file name, sha256 pinned in the lock) for every source file.
     sources: Vec<(String, String)>,
     splits: Vec<String>,
 }
 
-fn manifest_for(entry: &DatasetEntry, splits: &[&str]) -> Manifest {
+fn manifest_for(entry: &DatasetEntry, decoder: &str, splits: &[&str]) -> Manifest {
     Manifest {
         version: VERSION,
         format: entry.format.clone(),
+        decoder: decoder.to_owned(),
         sources: entry.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect(),
         splits: splits.iter().map(|s| (*s).to_owned()).collect(),
     }
@@ -39,10 +42,10 @@ fn paths(dir: &Path, split: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{split}_images.npy")), dir.join(format!("{split}_labels.npy")))
 }
 
-/// Loads cached splits when the manifest matches this lock entry.
-pub fn load(dir: &Path, entry: &DatasetEntry, splits: &[&str]) -> Result<Option<Vec<ImageSet>>> {
+/// Loads cached splits when the manifest matches this lock entry and decoder settings.
+pub fn load(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[&str]) -> Result<Option<Vec<ImageSet>>> {
     let Ok(found) = util::read_json::<Manifest>(&dir.join(MANIFEST)) else { return Ok(None) };
-    if found != manifest_for(entry, splits) {
+    if found != manifest_for(entry, decoder, splits) {
         return Ok(None);
     }
     let mut out = Vec::new();
@@ -60,7 +63,7 @@ pub fn load(dir: &Path, entry: &DatasetEntry, splits: &[&str]) -> Result<Option<
 }
 
 /// Stores decoded splits; the manifest goes last.
-pub fn store(dir: &Path, entry: &DatasetEntry, splits: &[(&str, &ImageSet)]) -> Result<()> {
+pub fn store(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[(&str, &ImageSet)]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let manifest = dir.join(MANIFEST);
     if manifest.exists() {
@@ -74,7 +77,7 @@ pub fn store(dir: &Path, entry: &DatasetEntry, splits: &[(&str, &ImageSet)]) -> 
         util::write_atomic_with(&yp, |tmp| ndarray_npy::write_npy(tmp, &y).with_context(|| format!("cannot write {}", tmp.display())))?;
     }
     let names: Vec<&str> = splits.iter().map(|(s, _)| *s).collect();
-    util::write_json(&manifest, &manifest_for(entry, &names))
+    util::write_json(&manifest, &manifest_for(entry, decoder, &names))
 }
 
 #[cfg(test)]
@@ -91,12 +94,14 @@ mod tests {
         .unwrap();
         let entry = lock.get("x").unwrap();
         let set = ImageSet { n: 2, c: 1, h: 2, w: 3, pixels: (0..12).collect(), labels: vec![4, 7] };
-        store(d.path(), entry, &[("train", &set), ("test", &set)]).unwrap();
-        let got = load(d.path(), entry, &["train", "test"]).unwrap().unwrap();
+        store(d.path(), entry, "idx@2", &[("train", &set), ("test", &set)]).unwrap();
+        let got = load(d.path(), entry, "idx@2", &["train", "test"]).unwrap().unwrap();
         assert_eq!((got[1].n, got[1].h, got[1].w, got[1].pixels[11], got[1].labels[1]), (2, 2, 3, 11, 7));
         // A different pinned hash (a new archive) invalidates the cache.
         let mut other = entry.clone();
         other.files[0].sha256 = "1".repeat(64);
-        assert!(load(d.path(), &other, &["train", "test"]).unwrap().is_none());
+        assert!(load(d.path(), &other, "idx@2", &["train", "test"]).unwrap().is_none());
+        // So do other decoder settings (another resize target).
+        assert!(load(d.path(), entry, "idx@3", &["train", "test"]).unwrap().is_none());
     }
 }

@@ -103,7 +103,8 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
     let files = fetch::ensure_dataset(&lock, name, &cache, opts)?;
     let entry = lock.get(name)?;
     let decoded_dir = cache.join(name).join("decoded");
-    if let Some(mut sets) = decoded::load(&decoded_dir, entry, &["train", "test"])? {
+    let decoder = format!("{}@{}px", entry.format, info.image_size);
+    if let Some(mut sets) = decoded::load(&decoded_dir, entry, &decoder, &["train", "test"])? {
         let test = sets.pop().context("cached test split")?;
         let train = sets.pop().context("cached train split")?;
         return Ok(Splits { info, train, test });
@@ -135,7 +136,7 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<
             lock_path.display()
         ),
     };
-    decoded::store(&decoded_dir, entry, &[("train", &splits.train), ("test", &splits.test)])?;
+    decoded::store(&decoded_dir, entry, &decoder, &[("train", &splits.train), ("test", &splits.test)])?;
     Ok(splits)
 }
 
