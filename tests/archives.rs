@@ -53,12 +53,7 @@ fn cifar10_from_a_loopback_mirror_through_training() {
     files.push(("cifar-10-batches-bin/batches.meta.txt".into(), b"airplane\nautomobile\n".to_vec()));
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     tar_gz(&archive, &refs);
-    let size = std::fs::metadata(&archive).unwrap().len();
-    let sha = sha256_file(&archive);
-    sb.write(
-        "datasets.lock",
-        &format!("version: 1\ndatasets:\n  cifar10:\n    description: test copy\n    homepage: https://www.cs.toronto.edu/~kriz/cifar.html\n    license: test\n    format: cifar10_bin\n    files:\n      - name: cifar-10-binary.tar.gz\n        size: {size}\n        sha256: {sha}\n        sources: [\"https://invalid.invalid/cifar-10-binary.tar.gz\"]\n"),
-    );
+    archive_lock(&sb, "cifar10", "cifar10_bin", &archive, &["https://invalid.invalid/cifar-10-binary.tar.gz"]);
     let server = FileServer::start(&sb.path("mirror"));
     let env = [("REPRO_MIRROR", server.url.as_str())];
 
@@ -97,11 +92,7 @@ fn unsafe_archive_and_corrupt_cache_exit_2_without_leftovers() {
     h.set_cksum();
     tar.append(&h, &body[..]).unwrap();
     tar.into_inner().unwrap().finish().unwrap();
-    let (size, sha) = (std::fs::metadata(&archive).unwrap().len(), sha256_file(&archive));
-    sb.write(
-        "datasets.lock",
-        &format!("version: 1\ndatasets:\n  cifar10:\n    description: evil copy\n    homepage: https://www.cs.toronto.edu/~kriz/cifar.html\n    license: test\n    format: cifar10_bin\n    files:\n      - name: cifar-10-binary.tar.gz\n        size: {size}\n        sha256: {sha}\n        sources: []\n"),
-    );
+    archive_lock(&sb, "cifar10", "cifar10_bin", &archive, &[]);
     let server = FileServer::start(&sb.path("mirror"));
     let env = [("REPRO_MIRROR", server.url.as_str())];
     sb.write("c.yaml", &tiny_suite(1).replace("dataset: fashion_mnist", "dataset: cifar10"));
@@ -145,11 +136,7 @@ fn stl10_from_a_loopback_mirror_through_training() {
     let (trx, tr_y) = split(200);
     let (tex, te_y) = split(100);
     tar_gz(&archive, &[("stl10_binary/train_X.bin", trx), ("stl10_binary/train_y.bin", tr_y), ("stl10_binary/test_X.bin", tex), ("stl10_binary/test_y.bin", te_y)]);
-    let (size, sha) = (std::fs::metadata(&archive).unwrap().len(), sha256_file(&archive));
-    sb.write(
-        "datasets.lock",
-        &format!("version: 1\ndatasets:\n  stl10:\n    description: test copy\n    homepage: https://cs.stanford.edu/~acoates/stl10/\n    license: test\n    format: stl10_bin\n    files:\n      - name: stl10_binary.tar.gz\n        size: {size}\n        sha256: {sha}\n        sources: []\n"),
-    );
+    archive_lock(&sb, "stl10", "stl10_bin", &archive, &[]);
     let server = FileServer::start(&sb.path("mirror"));
     let env = [("REPRO_MIRROR", server.url.as_str())];
     let suite = tiny_suite(1)
@@ -187,11 +174,7 @@ fn imagenette_jpeg_folders_from_a_loopback_mirror() {
     let archive = served.join("imagenette2-160.tgz");
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     tar_gz(&archive, &refs);
-    let (size, sha) = (std::fs::metadata(&archive).unwrap().len(), sha256_file(&archive));
-    sb.write(
-        "datasets.lock",
-        &format!("version: 1\ndatasets:\n  imagenette_160:\n    description: test copy\n    homepage: https://github.com/fastai/imagenette\n    license: test\n    format: image_folder_tgz\n    files:\n      - name: imagenette2-160.tgz\n        size: {size}\n        sha256: {sha}\n        sources: []\n"),
-    );
+    archive_lock(&sb, "imagenette_160", "image_folder_tgz", &archive, &[]);
     let server = FileServer::start(&sb.path("mirror"));
     let env = [("REPRO_MIRROR", server.url.as_str())];
     let suite = tiny_suite(1)

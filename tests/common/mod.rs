@@ -151,3 +151,19 @@ pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
 }
+
+/// Writes `datasets.lock` with one dataset pinning `archive` by its real size and sha256;
+/// `sources` are the lock's own (REPRO_MIRROR is tried before them).
+pub fn archive_lock(sb: &Sandbox, dataset: &str, format: &str, archive: &Path, sources: &[&str]) -> PathBuf {
+    let size = std::fs::metadata(archive).expect("archive").len();
+    let name = archive.file_name().and_then(|n| n.to_str()).expect("archive name");
+    let sources: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
+    sb.write(
+        "datasets.lock",
+        &format!(
+            "version: 1\ndatasets:\n  {dataset}:\n    description: test copy\n    homepage: https://example.invalid/\n    license: test\n    format: {format}\n    files:\n      - name: {name}\n        size: {size}\n        sha256: {}\n        sources: [{}]\n",
+            sha256_file(archive),
+            sources.join(", ")
+        ),
+    )
+}
