@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ndarray::{Array1, Array4};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 use super::lock::DatasetEntry;
@@ -71,8 +71,9 @@ pub fn store(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[(&str, &
     }
     for (split, set) in splits {
         let (xp, yp) = paths(dir, split);
-        let x = Array4::from_shape_vec((set.n, set.c, set.h, set.w), set.pixels.clone())?;
-        let y = Array1::from_vec(set.labels.clone());
+        // Views over the decoded bytes: no second copy of a possibly large split.
+        let x = ArrayView4::from_shape((set.n, set.c, set.h, set.w), &set.pixels)?;
+        let y = ArrayView1::from(&set.labels);
         util::write_atomic_with(&xp, |tmp| ndarray_npy::write_npy(tmp, &x).with_context(|| format!("cannot write {}", tmp.display())))?;
         util::write_atomic_with(&yp, |tmp| ndarray_npy::write_npy(tmp, &y).with_context(|| format!("cannot write {}", tmp.display())))?;
     }
