@@ -21,9 +21,9 @@ pub fn main(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Run(args) => run(&cli.lock, &args),
         Command::Validate { suites, set } => validate(&cli.lock, &suites, &set),
-        Command::Fetch { names, force } => fetch(&cli.lock, &names, force),
+        Command::Fetch { names, force, decode } => fetch(&cli.lock, &names, force, decode),
         Command::Verify { names } => verify(&cli.lock, &names),
-        Command::Export { checkpoint, out } => export_checkpoint(&checkpoint, &out),
+        Command::Export { checkpoint, out } => export_checkpoint(&cli.lock, &checkpoint, &out),
         Command::Eval(args) => eval_file(&cli.lock, &args),
         Command::Report { dir, format } => {
             let runs = results::load_suite_dir(&dir)?;
@@ -43,10 +43,15 @@ fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<Plan> {
     let lockfile = data::lock::Lock::load(lock)?;
     let mut problems = Vec::new();
     for t in &plan.targets {
-        if let Err(e) = lockfile.get(&t.dataset) {
-            problems.push(format!("target {}: dataset: {e:#}", t.id));
-        } else if let Err(e) = data::info(&t.dataset) {
-            problems.push(format!("target {}: dataset: {e:#}", t.id));
+        match lockfile.get(&t.dataset) {
+            Err(e) => problems.push(format!("target {}: dataset: {e:#}", t.id)),
+            Ok(entry) if t.data.unlabeled && !data::has_unlabeled(entry.format) => problems.push(format!(
+                "target {}: data.unlabeled: dataset {} (format {}) has no unlabeled split; remove the key or use stl10",
+                t.id,
+                t.dataset,
+                entry.format.name()
+            )),
+            Ok(_) => {}
         }
     }
     if !problems.is_empty() {
@@ -103,7 +108,8 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let mut datasets: BTreeMap<String, Splits> = BTreeMap::new();
     for t in &targets {
         if !datasets.contains_key(&t.dataset) {
-            let splits = data::load(lock, &t.dataset, &FetchOptions::from_env())?;
+            let unlabeled = targets.iter().any(|u| u.dataset == t.dataset && u.data.unlabeled);
+            let splits = data::load(lock, &t.dataset, &FetchOptions::from_env(), unlabeled)?;
             datasets.insert(t.dataset.clone(), splits);
         }
     }
@@ -218,6 +224,7 @@ fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: De
         eval_s,
         wall_s: started.elapsed().as_secs_f64(),
         train_images_per_s: outcome.as_ref().map_or(0.0, |o| o.images_per_s),
+        train_images: outcome.as_ref().map_or(0, |o| o.train_images),
         onnx_parity_rel_diff: Some(parity.rel_diff),
         finished_at: chrono_now(),
     };
@@ -231,22 +238,36 @@ fn chrono_now() -> String {
     format!("unix:{s}")
 }
 
-fn fetch(lock: &Path, names: &[String], force: bool) -> Result<Outcome> {
+fn fetch(lock: &Path, names: &[String], force: bool, decode: bool) -> Result<Outcome> {
     let l = data::lock::Lock::load(lock)?;
     let cache = data::fetch::data_dir()?;
     let mut opts = FetchOptions::from_env();
     opts.force = force;
     for n in names {
-        let files = data::fetch::ensure_dataset(&l, n, &cache, &opts)?;
-        for f in files {
-            println!("{n}: {} ok", f.display());
+        if let Some((train, test)) = data::folder_source(&l, n, &cache)? {
+            println!("{n}: reads the class folders {} and {} (nothing to download)", train.display(), test.display());
+        } else {
+            for f in data::fetch::ensure_dataset(&l, n, &cache, &opts)? {
+                println!("{n}: {} ok", f.display());
+            }
+        }
+        if decode {
+            let entry = l.get(n)?;
+            let s = data::load(lock, n, &opts, data::has_unlabeled(entry.format))?;
+            let shape = |set: &data::ImageSet| format!("{}x{}x{}x{}", set.n, set.c, set.h, set.w);
+            let mut line = format!("{n}: decoded train {}, test {}", shape(&s.train), shape(&s.test));
+            if let Some(u) = &s.unlabeled {
+                line.push_str(&format!(", unlabeled {}", shape(u)));
+            }
+            println!("{line} ({} classes)", s.info.classes);
         }
     }
     Ok(Outcome::Success)
 }
 
 /// Re-hashes cached files. Named datasets must be complete; with no names, every dataset in the
-/// lock is checked and files never fetched are listed, not counted as failures.
+/// lock is checked and files never fetched are listed, not counted as failures. Datasets read from
+/// extracted folders are reported with the folders' fingerprint (folders are not hashed).
 fn verify(lock: &Path, names: &[String]) -> Result<Outcome> {
     let l = data::lock::Lock::load(lock)?;
     let cache = data::fetch::data_dir()?;
@@ -254,6 +275,12 @@ fn verify(lock: &Path, names: &[String]) -> Result<Outcome> {
     let names: Vec<String> = if all { l.datasets.keys().cloned().collect() } else { names.to_vec() };
     let mut bad = 0;
     for n in &names {
+        if let Some((train, test)) = data::folder_source(&l, n, &cache)? {
+            for dir in [train, test] {
+                println!("{n}: {}: class folders, {} (not hashed)", dir.display(), data::folder::fingerprint(&dir)?);
+            }
+            continue;
+        }
         for r in data::fetch::verify_dataset(&l, n, &cache)? {
             println!("{n}: {r}");
             let missing = matches!(r.status, data::fetch::VerifyStatus::Missing { .. });
@@ -263,17 +290,17 @@ fn verify(lock: &Path, names: &[String]) -> Result<Outcome> {
         }
     }
     if bad > 0 {
-        bail!("{bad} file(s) missing or not matching {}; run `repro fetch --force NAME` to fetch them again", lock.display());
+        bail!("{bad} file(s) missing or not matching {}; run `repro fetch --force NAME` to fetch them again (manual data: see `repro fetch NAME`)", lock.display());
     }
     Ok(Outcome::Success)
 }
 
-fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<Outcome> {
+fn export_checkpoint(lock: &Path, checkpoint: &Path, out: &Path) -> Result<Outcome> {
     let dir = checkpoint.parent().unwrap_or(Path::new("."));
     let cfg: ConfigRecord = util::read_json(&dir.join("config.json"))
         .with_context(|| format!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
     let t = &cfg.target;
-    let info = data::info(&t.dataset)?;
+    let info = data::lock::Lock::load(lock)?.info(&t.dataset)?;
     let mut model = methods::Model::new(t, info.channels as i64, Device::Cpu);
     train::checkpoint::load_model(checkpoint, &mut model)?;
     let onnx = export::encoder_onnx(&model.encoder, info.channels as i64, &export::metadata(t.method.name(), &info, &t.id))?;
@@ -287,7 +314,7 @@ fn export_checkpoint(checkpoint: &Path, out: &Path) -> Result<Outcome> {
 }
 
 fn eval_file(lock: &Path, a: &EvalArgs) -> Result<Outcome> {
-    let splits = data::load(lock, &a.dataset, &FetchOptions::from_env())?;
+    let splits = data::load(lock, &a.dataset, &FetchOptions::from_env(), false)?;
     let mut enc = eval::session::Encoder::from_file(&a.model, true)?;
     let pre = eval::Preprocess::from_metadata(&enc, &splits.info.mean, &splits.info.std)?;
     let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, a.batch_size)?;

@@ -42,13 +42,17 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Download datasets into the cache ($REPRO_DATA_DIR) and verify them.
+    /// Download datasets into the cache ($REPRO_DATA_DIR) and verify them. Manual data (ImageNet)
+    /// is not downloaded: the message says where to put it.
     Fetch {
         #[arg(required = true)]
         names: Vec<String>,
         /// Fetch again even when a verified copy is cached.
         #[arg(long)]
         force: bool,
+        /// Also extract and decode into the cache, so a later `run` starts at once.
+        #[arg(long)]
+        decode: bool,
     },
     /// Re-hash cached dataset files (all datasets in the lock when none is named).
     Verify { names: Vec<String> },

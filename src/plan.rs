@@ -95,6 +95,9 @@ pub struct Data {
     pub train_subset: Option<usize>,
     pub monitor_holdout: usize,
     pub monitor_bank: usize,
+    /// Pre-train on the unlabeled split too (appended after the labelled training images).
+    #[serde(default)]
+    pub unlabeled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +313,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         train_subset: d.train_subset,
         monitor_holdout: p.req(d.monitor_holdout, &at("data.monitor_holdout"), 0),
         monitor_bank: p.req(d.monitor_bank, &at("data.monitor_bank"), 0),
+        unlabeled: d.unlabeled.unwrap_or(false),
     };
     if data.train_subset == Some(0) {
         p.push(&at("data.train_subset"), "expected at least 1 image (omit the key to use all)");

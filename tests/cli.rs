@@ -242,3 +242,22 @@ fn every_shipped_suite_validates_against_the_shipped_lock() {
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("quickstart.yaml: ok (2 targets: corinfomax, random_init)"), "{}", stdout(&o));
 }
+
+/// `repro verify` lists every entry of the shipped lock (nothing fetched: every file missing, exit 0);
+/// `repro fetch` of manual data (ImageNet-100) exits 2 saying where to put the files and how to get them.
+#[test]
+fn fetch_and_verify_handle_every_shipped_entry() {
+    let sb = Sandbox::new();
+    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets.lock");
+    let lock = lock.to_str().unwrap();
+    let o = sb.repro(&["verify", "--lock", lock]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    for ds in ["fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "stl10", "tiny_imagenet", "imagenette_160", "imagenette_320", "imagenette", "imagewoof_160", "imagewoof_320", "imagewoof", "imagenet100"] {
+        assert!(out.contains(&format!("{ds}: ")), "verify does not list {ds}:\n{out}");
+    }
+    let o = sb.repro(&["fetch", "--lock", lock, "imagenet100"]);
+    assert_exit(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("ILSVRC2012_img_train.tar cannot be downloaded") && e.contains("image-net.org") && e.contains("cache/imagenet100/"), "{e}");
+}

@@ -1,8 +1,9 @@
-//! Cache of decoded splits: `<cache>/<dataset>/decoded/{train,test}_{images,labels}.npy` (uint8
-//! [N, C, H, W] and uint32 [N]) plus `manifest.json` naming the lock entry's file hashes and the
-//! format they were decoded from. A later run whose lock entry has the same hashes loads the arrays
-//! instead of extracting and decoding again; any other manifest is ignored and rewritten. The
-//! manifest is written last, atomically, so a half-written cache is never used.
+//! Cache of decoded splits: `<cache>/<dataset>/decoded/<split>_{images,labels}.npy` (uint8
+//! [N, C, H, W] and uint32 [N]) plus `manifest.json` naming what they were decoded from: the format,
+//! the decoder settings (image size, layout) and the sources (each lock file's pinned hash, or a
+//! folder's fingerprint). A later run with the same [`Key`] loads the arrays instead of fetching,
+//! extracting and decoding again; any other manifest is ignored and rewritten. The manifest is
+//! written last, atomically, so a half-written cache is never used.
 
 use std::path::{Path, PathBuf};
 
@@ -10,12 +11,21 @@ use anyhow::{Context, Result};
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
 use serde::{Deserialize, Serialize};
 
-use super::lock::DatasetEntry;
 use super::ImageSet;
 use crate::util;
 
 const MANIFEST: &str = "manifest.json";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// What decoded arrays depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub format: String,
+    /// Decoder settings that shape the arrays (image size, layout).
+    pub decoder: String,
+    /// (file name, pinned hash) per lock file, or (folder, fingerprint) per folder tree.
+    pub sources: Vec<(String, String)>,
+}
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Manifest {
@@ -28,12 +38,12 @@ struct Manifest {
     splits: Vec<String>,
 }
 
-fn manifest_for(entry: &DatasetEntry, decoder: &str, splits: &[&str]) -> Manifest {
+fn manifest_for(key: &Key, splits: &[&str]) -> Manifest {
     Manifest {
         version: VERSION,
-        format: entry.format.clone(),
-        decoder: decoder.to_owned(),
-        sources: entry.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect(),
+        format: key.format.clone(),
+        decoder: key.decoder.clone(),
+        sources: key.sources.clone(),
         splits: splits.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
@@ -42,10 +52,12 @@ fn paths(dir: &Path, split: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{split}_images.npy")), dir.join(format!("{split}_labels.npy")))
 }
 
-/// Loads cached splits when the manifest matches this lock entry and decoder settings.
-pub fn load(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[&str]) -> Result<Option<Vec<ImageSet>>> {
+/// Loads the cached `splits` (in that order) when the manifest matches `key` and holds them all.
+pub fn load(dir: &Path, key: &Key, splits: &[&str]) -> Result<Option<Vec<ImageSet>>> {
     let Ok(found) = util::read_json::<Manifest>(&dir.join(MANIFEST)) else { return Ok(None) };
-    if found != manifest_for(entry, decoder, splits) {
+    let want = manifest_for(key, &[]);
+    let same = (found.version, &found.format, &found.decoder, &found.sources) == (want.version, &want.format, &want.decoder, &want.sources);
+    if !same || !splits.iter().all(|s| found.splits.iter().any(|f| f == s)) {
         return Ok(None);
     }
     let mut out = Vec::new();
@@ -54,7 +66,7 @@ pub fn load(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[&str]) ->
         let x: Array4<u8> = ndarray_npy::read_npy(&xp).with_context(|| format!("cannot read cached split {}", xp.display()))?;
         let y: Array1<u32> = ndarray_npy::read_npy(&yp).with_context(|| format!("cannot read cached labels {}", yp.display()))?;
         let (n, c, h, w) = x.dim();
-        if y.len() != n {
+        if y.len() != n && !y.is_empty() {
             anyhow::bail!("{}: {} labels for {n} images; delete {} to rebuild the cache", yp.display(), y.len(), dir.display());
         }
         out.push(ImageSet { n, c, h, w, pixels: x.into_raw_vec_and_offset().0, labels: y.to_vec() });
@@ -63,7 +75,7 @@ pub fn load(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[&str]) ->
 }
 
 /// Stores decoded splits; the manifest goes last.
-pub fn store(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[(&str, &ImageSet)]) -> Result<()> {
+pub fn store(dir: &Path, key: &Key, splits: &[(&str, &ImageSet)]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let manifest = dir.join(MANIFEST);
     if manifest.exists() {
@@ -78,7 +90,7 @@ pub fn store(dir: &Path, entry: &DatasetEntry, decoder: &str, splits: &[(&str, &
         util::write_atomic_with(&yp, |tmp| ndarray_npy::write_npy(tmp, &y).with_context(|| format!("cannot write {}", tmp.display())))?;
     }
     let names: Vec<&str> = splits.iter().map(|(s, _)| *s).collect();
-    util::write_json(&manifest, &manifest_for(entry, decoder, &names))
+    util::write_json(&manifest, &manifest_for(key, &names))
 }
 
 #[cfg(test)]
@@ -88,21 +100,22 @@ mod tests {
     #[test]
     fn round_trip_and_invalidation() {
         let d = tempfile::tempdir().unwrap();
-        let lock = crate::data::lock::Lock::parse(
-            "version: 1\ndatasets:\n  x:\n    description: d\n    homepage: h\n    license: l\n    format: idx\n    files:\n      - name: a.gz\n        size: 1\n        sha256: 0000000000000000000000000000000000000000000000000000000000000000\n        sources: []\n",
-            Path::new("t.lock"),
-        )
-        .unwrap();
-        let entry = lock.get("x").unwrap();
+        let key = Key { format: "idx".into(), decoder: "idx@2px {}".into(), sources: vec![("a.gz".into(), "0".repeat(64))] };
         let set = ImageSet { n: 2, c: 1, h: 2, w: 3, pixels: (0..12).collect(), labels: vec![4, 7] };
-        store(d.path(), entry, "idx@2", &[("train", &set), ("test", &set)]).unwrap();
-        let got = load(d.path(), entry, "idx@2", &["train", "test"]).unwrap().unwrap();
+        let small = ImageSet { n: 1, c: 1, h: 2, w: 3, pixels: (20..26).collect(), labels: vec![1] };
+        store(d.path(), &key, &[("train", &set), ("test", &set), ("unlabeled", &small)]).unwrap();
+        let got = load(d.path(), &key, &["train", "test"]).unwrap().unwrap();
         assert_eq!((got[1].n, got[1].h, got[1].w, got[1].pixels[11], got[1].labels[1]), (2, 2, 3, 11, 7));
+        // A subset of the stored splits, in the order asked for.
+        let got = load(d.path(), &key, &["unlabeled"]).unwrap().unwrap();
+        assert_eq!((got.len(), got[0].n, got[0].pixels[0]), (1, 1, 20));
+        assert!(load(d.path(), &key, &["train", "extra"]).unwrap().is_none());
         // A different pinned hash (a new archive) invalidates the cache.
-        let mut other = entry.clone();
-        other.files[0].sha256 = "1".repeat(64);
-        assert!(load(d.path(), &other, "idx@2", &["train", "test"]).unwrap().is_none());
+        let mut other = key.clone();
+        other.sources[0].1 = "1".repeat(64);
+        assert!(load(d.path(), &other, &["train", "test"]).unwrap().is_none());
         // So do other decoder settings (another resize target).
-        assert!(load(d.path(), entry, "idx@3", &["train", "test"]).unwrap().is_none());
+        let other = Key { decoder: "idx@3px {}".into(), ..key.clone() };
+        assert!(load(d.path(), &other, &["train", "test"]).unwrap().is_none());
     }
 }

@@ -88,7 +88,7 @@ pub enum FetchError {
     )]
     UnknownDataset { name: String, lock: String, known: String },
 
-    #[error("{}", all_failed_message(.dataset, .file, .dest, .attempts))]
+    #[error("{}", all_failed_message(.dataset, .file, .dest, .attempts, .instructions.as_deref()))]
     AllSourcesFailed {
         dataset: String,
         file: String,
@@ -96,6 +96,8 @@ pub enum FetchError {
         dest: PathBuf,
         /// (source, why it failed), in the order tried.
         attempts: Vec<(String, String)>,
+        /// The lock's `instructions:` for this dataset (how to obtain it by hand).
+        instructions: Option<String>,
     },
 
     #[error(
@@ -119,37 +121,32 @@ pub enum FetchError {
     },
 }
 
-fn all_failed_message(dataset: &str, file: &str, dest: &Path, attempts: &[(String, String)]) -> String {
-    let mut m = format!("could not fetch {dataset}/{file}: ");
-    if attempts.is_empty() {
-        m.push_str("the lock lists no source for it (manual download only) and REPRO_MIRROR is not set.");
-    } else {
-        m.push_str("every source failed:");
-        for (i, (src, why)) in attempts.iter().enumerate() {
-            m.push_str(&format!("\n  {}. {src}: {why}", i + 1));
-        }
-    }
+fn all_failed_message(dataset: &str, file: &str, dest: &Path, attempts: &[(String, String)], instructions: Option<&str>) -> String {
     let dir = dest.parent().unwrap_or(dest).display();
+    if attempts.is_empty() {
+        // Manual data: nothing to download from.
+        let mut m = format!("{dataset}/{file} cannot be downloaded: the lock lists no source for it (manual data) and {ENV_MIRROR} is not set.");
+        if let Some(how) = instructions {
+            m.push_str(&format!("\nHow to get it: {}", how.trim()));
+        }
+        m.push_str(&format!(
+            "\nPlace {file} (or a symlink to it) in {dir}/; it is verified against datasets.lock before use."
+        ));
+        return m;
+    }
+    let mut m = format!("could not fetch {dataset}/{file}: every source failed:");
+    for (i, (src, why)) in attempts.iter().enumerate() {
+        m.push_str(&format!("\n  {}. {src}: {why}", i + 1));
+    }
     m.push_str(&format!(
         "\nTo fix: check the network (and proxy settings), or set {ENV_MIRROR} to a base URL serving \
          <mirror>/{dataset}/{file}, or place a copy of {file} that matches datasets.lock in {dir}/ \
          (it is verified before use)"
     ));
-    if let Some(hint) = distro_hint(dataset) {
-        m.push_str(&format!(", or {hint}"));
+    if let Some(how) = instructions {
+        m.push_str(&format!(", or: {}", how.trim()));
     }
     m
-}
-
-/// Distribution packages that provide a dataset at a `file://` source the lock lists.
-fn distro_hint(dataset: &str) -> Option<&'static str> {
-    match dataset {
-        "fashion_mnist" => Some(
-            "install Debian/Ubuntu's copy with `apt-get install dataset-fashion-mnist` \
-             (it provides /usr/share/datasets/fashion-mnist/)",
-        ),
-        _ => None,
-    }
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError {
@@ -164,6 +161,8 @@ pub enum Matched {
     Archive,
     /// Size and sha256 of the gunzipped member (a re-compressed copy).
     Member,
+    /// Size and md5: the lock pins no sha256 because none was ever published.
+    Md5Only,
 }
 
 /// The state of one cached file, as `repro verify` prints it.
@@ -200,6 +199,9 @@ impl fmt::Display for VerifyReport {
         let (file, path, ds) = (&self.file, self.path.display(), &self.dataset);
         match &self.status {
             VerifyStatus::Ok(Matched::Archive) => write!(f, "{file}: ok (archive size and sha256 match)"),
+            VerifyStatus::Ok(Matched::Md5Only) => {
+                write!(f, "{file}: ok (size and md5 match; no sha256 was published for this file)")
+            }
             VerifyStatus::Ok(Matched::Member) => {
                 write!(f, "{file}: ok (re-compressed copy; its gunzipped size and sha256 match)")
             }
@@ -225,7 +227,33 @@ pub fn ensure_dataset(lock: &Lock, name: &str, cache: &Path, opts: &FetchOptions
     let dir = cache.join(name);
     fs::create_dir_all(&dir).map_err(io_err("cannot create directory", &dir))?;
     let mut http = Http::default();
-    entry.files.iter().map(|f| ensure_file(name, f, &dir, opts, &mut http)).collect()
+    entry
+        .files
+        .iter()
+        .map(|f| {
+            let local = Local { siblings: sibling_copies(lock, name, f, cache), instructions: entry.instructions.as_deref() };
+            ensure_file(name, f, &dir, opts, &mut http, &local)
+        })
+        .collect()
+}
+
+/// Local places a file may already be, besides the lock's sources.
+struct Local<'a> {
+    /// Verified-looking copies of the same file (same name and hashes) cached for other datasets of
+    /// the lock, e.g. `cifar100_coarse` sharing `cifar100`'s archive: copied, not downloaded again.
+    siblings: Vec<PathBuf>,
+    instructions: Option<&'a str>,
+}
+
+/// Cached copies of `f` under other datasets of the lock that pin the same file.
+fn sibling_copies(lock: &Lock, name: &str, f: &FileEntry, cache: &Path) -> Vec<PathBuf> {
+    lock.datasets
+        .iter()
+        .filter(|(other, _)| other.as_str() != name)
+        .filter(|(_, e)| e.files.iter().any(|g| g.name == f.name && g.size == f.size && g.sha256 == f.sha256 && g.md5 == f.md5))
+        .map(|(other, _)| cache.join(other).join(&f.name))
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// Re-hashes the cached files of dataset `name` and reports ok / missing / mismatch per file.
@@ -300,6 +328,7 @@ fn ensure_file(
     dir: &Path,
     opts: &FetchOptions,
     http: &mut Http,
+    local: &Local,
 ) -> Result<PathBuf, FetchError> {
     let dest = dir.join(&f.name);
     let part = part_path(&dest);
@@ -314,12 +343,21 @@ fn ensure_file(
     if opts.force {
         remove_if_exists(&part)?;
     }
+    for sibling in &local.siblings {
+        if let Ok(()) = copy_local(sibling, f, &dest) {
+            remove_if_exists(&part)?;
+            return Ok(dest);
+        }
+    }
     let mirror = opts.mirror.iter().map(|m| format!("{}/{dataset}/{}", m.trim_end_matches('/'), f.name));
     let mut attempts = Vec::new();
     for src in mirror.chain(f.sources.iter().cloned()) {
         let label = format!("{dataset}/{}", f.name);
         let result = if src.starts_with("file://") {
-            copy_local(&src, f, &dest)
+            match file_url_path(&src) {
+                Some(path) => copy_local(&path, f, &dest),
+                None => Err(Fail::Source("expected file:///ABSOLUTE/PATH".to_owned())),
+            }
         } else if src.starts_with("http://") || src.starts_with("https://") {
             download(http, &src, f, &dest, &part, opts.progress.then_some(label.as_str()))
         } else {
@@ -335,12 +373,17 @@ fn ensure_file(
             Err(Fail::Local(e)) => return Err(e),
         }
     }
-    Err(FetchError::AllSourcesFailed { dataset: dataset.to_owned(), file: f.name.clone(), dest, attempts })
+    Err(FetchError::AllSourcesFailed {
+        dataset: dataset.to_owned(),
+        file: f.name.clone(),
+        dest,
+        attempts,
+        instructions: local.instructions.map(str::to_owned),
+    })
 }
 
-/// Copies a `file://` source through a temporary file in the destination directory; renames on success.
-fn copy_local(url: &str, f: &FileEntry, dest: &Path) -> Result<(), Fail> {
-    let src = file_url_path(url).ok_or_else(|| Fail::Source("expected file:///ABSOLUTE/PATH".to_owned()))?;
+/// Copies a local file through a temporary file in the destination directory; renames on success.
+fn copy_local(src: &Path, f: &FileEntry, dest: &Path) -> Result<(), Fail> {
     let mut input = File::open(&src).map_err(|e| Fail::Source(format!("cannot open {}: {e}", src.display())))?;
     let dir = dest.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
@@ -609,14 +652,18 @@ fn check(path: &Path, f: &FileEntry) -> Result<Result<Matched, Mismatch>, FetchE
         (Some(want), Some(got)) => want == got,
         _ => true,
     };
-    if raw.size == f.size && raw.sha256 == f.sha256 && md5_ok {
-        return Ok(Ok(Matched::Archive));
+    let sha_ok = f.sha256.as_ref().is_none_or(|want| *want == raw.sha256);
+    if raw.size == f.size && sha_ok && md5_ok {
+        return Ok(Ok(if f.sha256.is_some() { Matched::Archive } else { Matched::Md5Only }));
     }
     let mut found = format!("size {} and sha256 {}", raw.size, raw.sha256);
     if let (Some(_), Some(got)) = (&f.md5, &raw.md5) {
         found.push_str(&format!(" and md5 {got}"));
     }
-    let mut expected = format!("size {} and sha256 {}", f.size, f.sha256);
+    let mut expected = format!("size {}", f.size);
+    if let Some(sha) = &f.sha256 {
+        expected.push_str(&format!(" and sha256 {sha}"));
+    }
     if let Some(md5) = &f.md5 {
         expected.push_str(&format!(" and md5 {md5}"));
     }
@@ -841,7 +888,7 @@ mod tests {
     /// A lock entry pinning the Debian copy's own .gz size and sha256 (computed here).
     fn entry(name: &str, sources: Vec<String>) -> FileEntry {
         let (size, sha256) = size_and_sha256(&debian(name));
-        FileEntry { name: name.to_owned(), size, sha256, md5: None, decompressed: None, sources }
+        FileEntry { name: name.to_owned(), size, sha256: Some(sha256), md5: None, decompressed: None, sources }
     }
 
     fn lock_of(files: Vec<FileEntry>) -> Lock {
@@ -849,10 +896,16 @@ mod tests {
             description: "test".into(),
             homepage: "https://example.org".into(),
             license: "MIT".into(),
-            format: "idx".into(),
+            format: crate::data::lock::Format::Idx,
+            classes: 10,
+            image_size: 28,
+            mean: vec![0.286],
+            std: vec![0.353],
+            layout: Default::default(),
+            instructions: Some("Debian/Ubuntu: apt-get install dataset-fashion-mnist".into()),
             files,
         };
-        Lock { version: 1, datasets: BTreeMap::from([(DS.to_owned(), entry)]), path: PathBuf::from("/x/test.lock") }
+        Lock { version: 2, datasets: BTreeMap::from([(DS.to_owned(), entry)]), path: PathBuf::from("/x/test.lock") }
     }
 
     fn quiet() -> FetchOptions {
@@ -939,8 +992,8 @@ mod tests {
         let srv = serve(vec![file_route(TEST_LABELS, true)]);
         let url = srv.url(&format!("/f/{TEST_LABELS}"));
         let mut e = entry(TEST_LABELS, vec![url.clone()]);
-        let real = e.sha256.clone();
-        e.sha256 = "0".repeat(64);
+        let real = e.sha256.clone().unwrap();
+        e.sha256 = Some("0".repeat(64));
         let cache = tempfile::tempdir().unwrap();
         let err = ensure_dataset(&lock_of(vec![e]), DS, cache.path(), &quiet()).unwrap_err();
         let tried = attempts(&err);
@@ -953,6 +1006,49 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("apt-get install dataset-fashion-mnist"), "{msg}");
         assert!(msg.contains("REPRO_MIRROR") && msg.contains(&dir.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn md5_only_pin_is_checked_by_size_and_md5() {
+        let cache = tempfile::tempdir().unwrap();
+        let mut e = entry(TEST_LABELS, vec![format!("file://{}", debian(TEST_LABELS).display())]);
+        e.sha256 = None;
+        e.md5 = Some(hex::encode(Md5::digest(fs::read(debian(TEST_LABELS)).unwrap())));
+        let lock = lock_of(vec![e.clone()]);
+        ensure_dataset(&lock, DS, cache.path(), &quiet()).unwrap();
+        let r = verify_dataset(&lock, DS, cache.path()).unwrap();
+        assert_eq!(r[0].status, VerifyStatus::Ok(Matched::Md5Only));
+        assert!(r[0].to_string().contains("no sha256 was published"), "{}", r[0]);
+        e.md5 = Some("0".repeat(32));
+        let r = verify_dataset(&lock_of(vec![e]), DS, cache.path()).unwrap();
+        match &r[0].status {
+            VerifyStatus::Mismatch { expected, .. } => assert!(expected.contains(&format!("md5 {}", "0".repeat(32))) && !expected.contains("sha256"), "{expected}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_cached_for_another_dataset_is_copied_not_downloaded() {
+        let srv = serve(vec![file_route(TEST_LABELS, true)]);
+        let e = entry(TEST_LABELS, vec![srv.url(&format!("/f/{TEST_LABELS}"))]);
+        let mut lock = lock_of(vec![e]);
+        let twin = lock.datasets[DS].clone();
+        lock.datasets.insert("twin".into(), twin);
+        let cache = tempfile::tempdir().unwrap();
+        ensure_dataset(&lock, DS, cache.path(), &quiet()).unwrap();
+        ensure_dataset(&lock, "twin", cache.path(), &quiet()).unwrap();
+        assert_eq!(srv.hits().len(), 1, "the twin's copy came from the cache");
+        same_as_debian(&cache.path().join("twin").join(TEST_LABELS), TEST_LABELS);
+    }
+
+    #[test]
+    fn manual_file_message_says_where_and_how() {
+        let cache = tempfile::tempdir().unwrap();
+        let err = ensure_dataset(&lock_of(vec![entry(TEST_LABELS, vec![])]), DS, cache.path(), &quiet()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cannot be downloaded") && msg.contains("manual data"), "{msg}");
+        assert!(msg.contains("How to get it: Debian/Ubuntu: apt-get install dataset-fashion-mnist"), "{msg}");
+        assert!(msg.contains(&cache.path().join(DS).display().to_string()), "{msg}");
     }
 
     #[test]
@@ -1213,7 +1309,7 @@ mod tests {
         );
         // Missing with no sources at all: the fetch error says it is manual-only.
         let err = ensure_dataset(&lock, DS, cache.path(), &quiet()).unwrap_err();
-        assert!(err.to_string().contains("no source for it (manual download only)"), "{err}");
+        assert!(err.to_string().contains("no source for it (manual data)"), "{err}");
     }
 
     #[test]

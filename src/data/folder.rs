@@ -10,8 +10,8 @@
 //!   ([`decode_tiny_imagenet`]): class index = position of the wnid in the *sorted* list of
 //!   `wnids.txt` (the order an ImageFolder over `train/` would give), not the file order.
 //!
-//! Resizing ([`Resize::ShorterSideCenterCrop`]) follows torchvision `Resize(size)` +
-//! `CenterCrop(size)` (torchvision/transforms/functional.py `_compute_resized_output_size`:
+//! Resizing ([`Resize::ShorterSide`]) follows torchvision `Resize(s)` + `CenterCrop(size)`
+//! (torchvision/transforms/functional.py `_compute_resized_output_size`:
 //! long side = `int(size * long / short)`; `center_crop`: offset = `int(round((L - size) / 2))`,
 //! Python round-half-to-even), resampling with the `image` crate's Triangle (bilinear, widened
 //! when downscaling, i.e. antialiased like PIL's BILINEAR); pixel values can differ from PIL by
@@ -37,9 +37,9 @@ use super::ImageSet;
 pub enum Resize {
     /// Must already be size×size, else an error naming the file and its dims.
     Exact,
-    /// Shorter side resized to `size` (bilinear/triangle filter), then centre crop size×size
-    /// (torchvision `Resize(size)` + `CenterCrop(size)`).
-    ShorterSideCenterCrop,
+    /// Shorter side resized to this many pixels (bilinear/triangle filter), then centre crop
+    /// size×size (torchvision `Resize(s)` + `CenterCrop(size)`; s = size keeps the whole short side).
+    ShorterSide(u32),
 }
 
 /// Maximum directory depth below a class folder (guards against symlink cycles).
@@ -300,72 +300,90 @@ fn decode_files(
     size: u32,
     resize: Resize,
 ) -> Result<ImageSet> {
+    let mut pixels = alloc(paths.len(), size)?;
+    let per = pixels.len() / paths.len().max(1);
+    pixels
+        .par_chunks_mut(per.max(1))
+        .zip(paths.par_iter())
+        .try_for_each(|(dst, path)| {
+            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            decode_buffer(&path.display().to_string(), ImageFormat::from_path(path).ok(), &bytes, size, resize, dst)
+        })?;
+    Ok(ImageSet { n: paths.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
+}
+
+/// Decodes in-memory image files (`(name for errors, bytes)`, e.g. read from a tar stream) in
+/// parallel into one channel-first RGB [`ImageSet`] of size×size images, in the given order.
+pub fn decode_memory(items: &[(String, Vec<u8>)], labels: Vec<u32>, size: u32, resize: Resize) -> Result<ImageSet> {
+    if items.len() != labels.len() {
+        bail!("{} images but {} labels", items.len(), labels.len());
+    }
+    let mut pixels = alloc(items.len(), size)?;
+    let per = pixels.len() / items.len().max(1);
+    pixels
+        .par_chunks_mut(per.max(1))
+        .zip(items.par_iter())
+        .try_for_each(|(dst, (name, bytes))| decode_buffer(name, ImageFormat::from_path(name).ok(), bytes, size, resize, dst))?;
+    Ok(ImageSet { n: items.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
+}
+
+/// A zeroed buffer for `n` RGB images of size×size, with overflow checks.
+fn alloc(n: usize, size: u32) -> Result<Vec<u8>> {
     if size == 0 {
         bail!("image size must be > 0");
     }
     let s = size as usize;
-    let per = 3usize
+    let total = 3usize
         .checked_mul(s)
         .and_then(|v| v.checked_mul(s))
-        .ok_or_else(|| anyhow!("image size {size} too large"))?;
-    let total = per
-        .checked_mul(paths.len())
-        .ok_or_else(|| anyhow!("{} images of {size}×{size} overflow memory", paths.len()))?;
-    let mut pixels = vec![0u8; total];
-    pixels
-        .par_chunks_mut(per)
-        .zip(paths.par_iter())
-        .try_for_each(|(dst, path)| decode_one(path, size, resize, dst))?;
-    Ok(ImageSet {
-        n: paths.len(),
-        c: 3,
-        h: s,
-        w: s,
-        pixels,
-        labels,
-    })
+        .and_then(|v| v.checked_mul(n))
+        .ok_or_else(|| anyhow!("{n} images of {size}×{size} overflow memory"))?;
+    Ok(vec![0u8; total])
 }
 
-/// Reads, decodes, converts to RGB8, resizes/crops and writes CHW bytes into `dst`.
-fn decode_one(path: &Path, size: u32, resize: Resize, dst: &mut [u8]) -> Result<()> {
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .with_context(|| format!("reading {}", path.display()))?;
+/// Decodes one encoded image, converts to RGB8, resizes/crops and writes CHW bytes into `dst`.
+/// `hint` is the format implied by the file name, used when content sniffing finds none.
+fn decode_buffer(name: &str, hint: Option<ImageFormat>, bytes: &[u8], size: u32, resize: Resize, dst: &mut [u8]) -> Result<()> {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().with_context(|| format!("reading {name}"))?;
     if reader.format().is_none() {
-        if let Ok(fmt) = ImageFormat::from_path(path) {
+        if let Some(fmt) = hint {
             reader.set_format(fmt);
         }
     }
-    let img = reader
-        .decode()
-        .with_context(|| format!("decoding {}", path.display()))?
-        .into_rgb8();
+    let img = reader.decode().with_context(|| format!("decoding {name}"))?.into_rgb8();
     let (w, h) = img.dimensions();
     match resize {
         Resize::Exact => {
             if (w, h) != (size, size) {
-                bail!(
-                    "{} is {w}×{h} (w×h), expected {size}×{size}",
-                    path.display()
-                );
+                bail!("{name} is {w}×{h} (w×h), expected {size}×{size}");
             }
             write_chw(&img, 0, 0, size, dst);
         }
-        Resize::ShorterSideCenterCrop => {
-            let (nw, nh) = shorter_side_dims(w, h, size);
+        Resize::ShorterSide(short) => {
+            let short = short.max(size);
+            let (nw, nh) = shorter_side_dims(w, h, short);
             let (nw, nh) = (nw.max(size), nh.max(size));
-            let resized = if (nw, nh) == (w, h) {
-                img
-            } else {
-                image::imageops::resize(&img, nw, nh, FilterType::Triangle)
-            };
-            let x0 = crop_offset(nw, size);
-            let y0 = crop_offset(nh, size);
-            write_chw(&resized, x0, y0, size, dst);
+            let resized = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw, nh, FilterType::Triangle) };
+            write_chw(&resized, crop_offset(nw, size), crop_offset(nh, size), size, dst);
         }
     }
     Ok(())
+}
+
+/// A cheap fingerprint of a folder tree of images: sha256 over every image file's relative path,
+/// size and modification time (sorted). A changed, added or removed file changes it; no image is read.
+pub fn fingerprint(root: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    walk_images(root, 0, &mut files)?;
+    files.sort();
+    let mut lines = String::new();
+    for f in &files {
+        let meta = fs::metadata(f).with_context(|| format!("stat {}", f.display()))?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let rel = f.strip_prefix(root).unwrap_or(f);
+        lines.push_str(&format!("{}\t{}\t{mtime}\n", rel.display(), meta.len()));
+    }
+    Ok(format!("{} files, sha256 {}", files.len(), crate::util::sha256_hex(lines.as_bytes())))
 }
 
 /// torchvision `_compute_resized_output_size` for an int size: (new_w, new_h).
@@ -536,7 +554,7 @@ mod tests {
         });
         save(&tall, &dir.path().join("b/tall.png"), ImageFormat::Png);
         let (set, _) =
-            decode_image_folder(dir.path(), None, 10, Resize::ShorterSideCenterCrop).unwrap();
+            decode_image_folder(dir.path(), None, 10, Resize::ShorterSide(10)).unwrap();
         assert_eq!((set.n, set.c, set.h, set.w), (2, 3, 10, 10));
         for y in 0..10 {
             for x in 3..7 {
@@ -708,7 +726,7 @@ mod tests {
         let dt = t.elapsed().as_secs_f64();
         let t2 = Instant::now();
         let (set2, _) =
-            decode_image_folder(dir.path(), None, 56, Resize::ShorterSideCenterCrop).unwrap();
+            decode_image_folder(dir.path(), None, 56, Resize::ShorterSide(64)).unwrap();
         let dt2 = t2.elapsed().as_secs_f64();
         assert_eq!((set.n, set2.n), (n, n));
         eprintln!(

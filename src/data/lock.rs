@@ -1,10 +1,14 @@
-//! `datasets.lock`: the committed, human-readable pin of every dataset file the harness may use.
+//! `datasets.lock`: the committed, human-readable pin of every dataset file the harness may use, and
+//! how each dataset is decoded.
 //!
-//! Per file: byte size and sha256 of the archive as published (optionally its md5), optionally the size
-//! and sha256 of its gunzipped member (so a mirror's re-compressed copy, e.g. Debian's, is accepted),
-//! and an ordered list of sources (`http://`, `https://`, `file://`; none for manual-only data).
-//! [`Lock::load`] parses with unknown keys rejected and validates every entry; nothing here touches the
-//! network or the cache (that is `crate::data::fetch`).
+//! Per dataset: its format, class count, image size and normalisation (so a user's own lock can
+//! define a new dataset, e.g. an ImageFolder tree, with no code change), an optional `layout:` with
+//! the format's options, optional `instructions:` for data that must be placed by hand, and its files.
+//! Per file: byte size and sha256 of the archive as published (or its md5 where no sha256 is
+//! published), optionally the size and sha256 of its gunzipped member (so a mirror's re-compressed
+//! copy, e.g. Debian's, is accepted), and an ordered list of sources (`http://`, `https://`,
+//! `file://`; none for manual-only data). [`Lock::load`] parses with unknown keys rejected and
+//! validates every entry; nothing here touches the network or the cache (that is `crate::data::fetch`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// The only lock format version this build understands.
-pub const LOCK_VERSION: u32 = 1;
+/// The only lock format version this build understands (2 added the per-dataset decode facts:
+/// `classes`, `image_size`, `mean`, `std`, `layout`, and md5-only file pins).
+pub const LOCK_VERSION: u32 = 2;
 
 /// A parsed and validated `datasets.lock`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     pub version: u32,
@@ -26,16 +31,123 @@ pub struct Lock {
     pub path: PathBuf,
 }
 
-/// One dataset: what it is, and the files it consists of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One dataset: what it is, how it is decoded, and the files it consists of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetEntry {
     pub description: String,
     pub homepage: String,
     pub license: String,
-    /// Free-form here; the decoders dispatch on it.
-    pub format: String,
+    pub format: Format,
+    /// Number of classes of the labelled splits.
+    pub classes: usize,
+    /// Side of the square images the decoder produces.
+    pub image_size: usize,
+    /// Per-channel normalisation of pixel/255 (one value per channel: 1 or 3).
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// The format's options (split folders, resizing, label set, class list).
+    #[serde(default, skip_serializing_if = "Layout::is_empty")]
+    pub layout: Layout,
+    /// For data that cannot be downloaded: where the user puts it. Printed by `repro fetch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// May be empty only for formats that can read an extracted folder tree instead.
+    #[serde(default)]
     pub files: Vec<FileEntry>,
+}
+
+/// The dataset formats this build decodes (`format:` in the lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// IDX files (MNIST, Fashion-MNIST): `train-images*`, `train-labels*`, `t10k-images*`, `t10k-labels*`.
+    Idx,
+    /// `cifar-10-binary.tar.gz`: `cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`.
+    Cifar10Bin,
+    /// `cifar-100-binary.tar.gz`: `cifar-100-binary/{train,test}.bin`; `layout.labels` fine or coarse.
+    Cifar100Bin,
+    /// `stl10_binary.tar.gz`: labelled train/test plus the 100k-image unlabeled split.
+    Stl10Bin,
+    /// `tiny-imagenet-200.zip`: train class folders, val labelled by `val_annotations.txt`.
+    TinyImagenetZip,
+    /// Class folders `<layout.train>/<class>/*.{jpg,jpeg,png}` and `<layout.test>/<class>/…`, inside
+    /// the dataset's one archive, or (no files) in folders on this machine.
+    ImageFolder,
+    /// A class subset of ILSVRC-2012 (`layout.class_list`), from the user's own train/val archives
+    /// or from extracted `train/<wnid>/` and `val/<wnid>/` folders.
+    ImagenetSubset,
+}
+
+impl Format {
+    /// The word used in the lock.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Idx => "idx",
+            Format::Cifar10Bin => "cifar10_bin",
+            Format::Cifar100Bin => "cifar100_bin",
+            Format::Stl10Bin => "stl10_bin",
+            Format::TinyImagenetZip => "tiny_imagenet_zip",
+            Format::ImageFolder => "image_folder",
+            Format::ImagenetSubset => "imagenet_subset",
+        }
+    }
+
+    /// Formats that can read an extracted folder tree, so their `files:` may be empty.
+    pub fn reads_folders(self) -> bool {
+        matches!(self, Format::ImageFolder | Format::ImagenetSubset)
+    }
+}
+
+/// Which CIFAR-100 label a dataset entry uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSet {
+    /// The 100 fine classes (what the papers report).
+    Fine,
+    /// The 20 superclasses.
+    Coarse,
+}
+
+/// Format options; each format reads only its own keys (validated in [`Lock::load`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// cifar100_bin: `fine` (default) or `coarse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelSet>,
+    /// image_folder, imagenet_subset: folder holding the training split's class folders, relative to
+    /// the extracted archive (or, with no archive, to the dataset's cache folder), or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// The same for the evaluation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// Resize the shorter side to this many pixels, then centre-crop `image_size` (torchvision
+    /// `Resize` + `CenterCrop`); absent: every image must already be `image_size` square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shorter_side: Option<u32>,
+    /// imagenet_subset: the subset's wnids, one per line, in a file next to the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_list: Option<PinnedFile>,
+    /// imagenet_subset: the wnid of every ILSVRC-2012 validation image, one per line, line i for
+    /// `ILSVRC2012_val_{i:08}.JPEG` (needed to label the images of the val archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_labels: Option<PinnedFile>,
+}
+
+impl Layout {
+    fn is_empty(&self) -> bool {
+        *self == Layout::default()
+    }
+}
+
+/// A text file shipped next to the lock (path relative to the lock's folder), pinned by sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedFile {
+    pub file: String,
+    pub sha256: String,
 }
 
 /// One file of a dataset, as it is stored in the cache under `name`.
@@ -44,7 +156,9 @@ pub struct DatasetEntry {
 pub struct FileEntry {
     pub name: String,
     pub size: u64,
-    pub sha256: String,
+    /// Absent only where no sha256 was ever published; then `md5` is required (and is said in the lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
     /// The gunzipped member; when present, a copy whose decompressed bytes match is accepted too.
@@ -104,6 +218,46 @@ impl Lock {
         }
     }
 
+    /// The decode facts of dataset `name`.
+    pub fn info(&self, name: &str) -> Result<crate::data::DatasetInfo> {
+        let e = self.get(name)?;
+        Ok(crate::data::DatasetInfo {
+            name: name.to_owned(),
+            classes: e.classes,
+            channels: e.mean.len(),
+            image_size: e.image_size,
+            mean: e.mean.clone(),
+            std: e.std.clone(),
+        })
+    }
+
+    /// Where a path named in the lock points: absolute as is, else relative to the lock's folder.
+    pub fn resolve(&self, file: &str) -> PathBuf {
+        let p = Path::new(file);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).join(p)
+    }
+
+    /// Reads a file shipped next to the lock and checks it against its pinned sha256.
+    pub fn read_pinned(&self, pin: &PinnedFile) -> Result<String> {
+        let path = self.resolve(&pin.file);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("cannot read {} (named in {}); it ships with repro next to datasets.lock", path.display(), self.origin())
+        })?;
+        let found = crate::util::sha256_hex(&bytes);
+        if found != pin.sha256 {
+            bail!(
+                "{}: expected sha256 {} (pinned in {}), found {found}; restore the file from the repository",
+                path.display(),
+                pin.sha256,
+                self.origin()
+            );
+        }
+        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+    }
+
     /// The dataset names, comma-separated (or "(none)"), for error messages.
     pub fn known_names(&self) -> String {
         if self.datasets.is_empty() {
@@ -136,9 +290,10 @@ impl Lock {
             if let Err(why) = check_component(ds) {
                 p.push(format!("{at}: the dataset name {why}"));
             }
-            if entry.files.is_empty() {
-                p.push(format!("{at}.files: expected at least one file, found none"));
+            if entry.files.is_empty() && !entry.format.reads_folders() {
+                p.push(format!("{at}.files: expected at least one file, found none (only image_folder and imagenet_subset can read folders instead)"));
             }
+            entry_problems(entry, &at, &mut p);
             for (i, f) in entry.files.iter().enumerate() {
                 let at = format!("{at}.files[{i}]");
                 if let Err(why) = check_component(&f.name) {
@@ -147,7 +302,11 @@ impl Lock {
                 if entry.files[..i].iter().any(|g| g.name == f.name) {
                     p.push(format!("{at}.name: {:?} appears twice in this dataset", f.name));
                 }
-                check_hex(&mut p, &format!("{at}.sha256"), &f.sha256, 64);
+                match (&f.sha256, &f.md5) {
+                    (Some(sha), _) => check_hex(&mut p, &format!("{at}.sha256"), sha, 64),
+                    (None, Some(_)) => {}
+                    (None, None) => p.push(format!("{at}: expected sha256 (or, where none was ever published, md5), found neither")),
+                }
                 if let Some(md5) = &f.md5 {
                     check_hex(&mut p, &format!("{at}.md5"), md5, 32);
                 }
@@ -162,6 +321,78 @@ impl Lock {
             }
         }
         p
+    }
+}
+
+/// The decode facts and the format's layout keys of one dataset.
+fn entry_problems(e: &DatasetEntry, at: &str, p: &mut Vec<String>) {
+    if e.classes < 1 {
+        p.push(format!("{at}.classes: expected at least 1, found 0"));
+    }
+    if e.image_size < 1 {
+        p.push(format!("{at}.image_size: expected at least 1 pixel, found 0"));
+    }
+    if !matches!(e.mean.len(), 1 | 3) || e.std.len() != e.mean.len() {
+        p.push(format!(
+            "{at}.mean/std: expected one value per channel (1 or 3) in both, found {} and {}",
+            e.mean.len(),
+            e.std.len()
+        ));
+    }
+    if let Some(bad) = e.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        p.push(format!("{at}.std: expected positive values, found {bad}"));
+    }
+    let l = &e.layout;
+    let allowed: &[&str] = match e.format {
+        Format::Cifar100Bin => &["labels"],
+        Format::ImageFolder => &["train", "test", "shorter_side"],
+        Format::ImagenetSubset => &["train", "test", "shorter_side", "class_list", "val_labels"],
+        Format::Idx | Format::Cifar10Bin | Format::Stl10Bin | Format::TinyImagenetZip => &[],
+    };
+    let present = [
+        ("labels", l.labels.is_some()),
+        ("train", l.train.is_some()),
+        ("test", l.test.is_some()),
+        ("shorter_side", l.shorter_side.is_some()),
+        ("class_list", l.class_list.is_some()),
+        ("val_labels", l.val_labels.is_some()),
+    ];
+    for (key, here) in present {
+        if here && !allowed.contains(&key) {
+            p.push(format!(
+                "{at}.layout.{key}: format {} does not read this key (it reads: {})",
+                e.format.name(),
+                if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
+            ));
+        }
+    }
+    let required: &[(&str, bool)] = match e.format {
+        Format::ImageFolder => &[("train", l.train.is_some()), ("test", l.test.is_some())],
+        Format::ImagenetSubset => &[
+            ("train", l.train.is_some()),
+            ("test", l.test.is_some()),
+            ("class_list", l.class_list.is_some()),
+            ("val_labels", l.val_labels.is_some()),
+        ],
+        _ => &[],
+    };
+    for (key, here) in required {
+        if !here {
+            p.push(format!("{at}.layout.{key}: required by format {}", e.format.name()));
+        }
+    }
+    if let Some(s) = l.shorter_side {
+        if (s as usize) < e.image_size {
+            p.push(format!("{at}.layout.shorter_side: expected at least image_size ({}), found {s}", e.image_size));
+        }
+    }
+    for (key, pin) in [("class_list", &l.class_list), ("val_labels", &l.val_labels)] {
+        if let Some(pin) = pin {
+            check_hex(p, &format!("{at}.layout.{key}.sha256"), &pin.sha256, 64);
+        }
+    }
+    if e.format == Format::ImagenetSubset && e.files.len() == 1 {
+        p.push(format!("{at}.files: imagenet_subset takes both ILSVRC-2012 archives (train and val) or none"));
     }
 }
 
@@ -180,8 +411,9 @@ fn parse_error(e: &serde_yaml::Error, origin: &Path) -> anyhow::Error {
         None => String::new(),
     };
     anyhow::anyhow!(
-        "{}: {at}{msg}\nexpected `version: 1` and `datasets: {{NAME: {{description, homepage, license, format, \
-         files: [{{name, size, sha256, md5?, decompressed?: {{size, sha256}}, sources}}]}}}}`; fix that key or value",
+        "{}: {at}{msg}\nexpected `version: 2` and `datasets: {{NAME: {{description, homepage, license, format, \
+         classes, image_size, mean, std, layout?, instructions?, files: [{{name, size, sha256 (or md5), md5?, \
+         decompressed?: {{size, sha256}}, sources}}]}}}}`; fix that key or value",
         origin.display()
     )
 }
@@ -260,13 +492,17 @@ mod tests {
     }
 
     const GOOD: &str = r#"
-version: 1
+version: 2
 datasets:
   toy:
     description: "a toy"
     homepage: https://example.org
     license: MIT
     format: idx
+    classes: 10
+    image_size: 28
+    mean: [0.5]
+    std: [0.25]
     files:
       - name: a.gz
         size: 3
@@ -282,10 +518,11 @@ datasets:
     #[test]
     fn loads_the_real_lock() {
         let lock = Lock::load(&real_lock_path()).unwrap();
-        assert_eq!(lock.version, 1);
+        assert_eq!(lock.version, 2);
         assert_eq!(lock.path, real_lock_path());
         let fm = lock.get("fashion_mnist").unwrap();
-        assert_eq!(fm.format, "idx");
+        assert_eq!(fm.format, Format::Idx);
+        assert_eq!(lock.info("fashion_mnist").unwrap().channels, 1);
         let names: Vec<&str> = fm.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -298,7 +535,7 @@ datasets:
         );
         let ti = &fm.files[0];
         assert_eq!(ti.size, 26421880);
-        assert_eq!(ti.sha256, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84");
+        assert_eq!(ti.sha256.as_deref(), Some("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"));
         assert_eq!(ti.md5.as_deref(), Some("8d4fb7e6c68d591d4c3dfef9ec88bf0d"));
         assert_eq!(
             ti.decompressed,
@@ -328,7 +565,7 @@ datasets:
     #[test]
     fn unknown_key_names_file_line_and_key_path() {
         let e = err(&GOOD.replace("        size: 3", "        sizee: 3"));
-        assert!(e.starts_with("/x/test.lock: line 11, column 9: "), "{e}");
+        assert!(e.starts_with("/x/test.lock: line 15, column 9: "), "{e}");
         assert!(e.contains("datasets.toy.files[0]"), "{e}");
         assert!(e.contains("unknown field `sizee`"), "{e}");
         assert!(e.contains("fix that key or value"), "{e}");
@@ -339,7 +576,7 @@ datasets:
     #[test]
     fn wrong_type_names_line_and_key_path() {
         let e = err(&GOOD.replace("size: 3", "size: three"));
-        assert!(e.contains("line 11") && e.contains("datasets.toy.files[0].size"), "{e}");
+        assert!(e.contains("line 15") && e.contains("datasets.toy.files[0].size"), "{e}");
         let e = err(&GOOD.replace("    format: idx\n", ""));
         assert!(e.contains("missing field `format`") && e.contains("datasets.toy"), "{e}");
     }
@@ -347,7 +584,7 @@ datasets:
     #[test]
     fn validation_lists_every_problem_with_its_path() {
         let text = GOOD
-            .replace("version: 1", "version: 2")
+            .replace("version: 2", "version: 1")
             .replace("name: a.gz", "name: ../a.gz")
             .replace(
                 "sha256: 0000000000000000000000000000000000000000000000000000000000000000",
@@ -357,7 +594,7 @@ datasets:
         let e = err(&text);
         for needle in [
             "/x/test.lock is not a valid datasets.lock (6 problems)",
-            "version: expected 1, found 2",
+            "version: expected 2, found 1",
             "datasets.toy.files[0].name: expected a plain file name",
             "datasets.toy.files[0].sha256: expected 64 lowercase hex digits, found \"ABCD\"",
             "datasets.toy.files[0].md5: expected 32 lowercase hex digits",
@@ -372,6 +609,52 @@ datasets:
         assert!(err(&slash).contains("datasets.a/b: the dataset name"));
         let dup = GOOD.replace("    files:\n", "    files:\n      - name: a.gz\n        size: 1\n        sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
         assert!(err(&dup).contains("datasets.toy.files[1].name: \"a.gz\" appears twice"));
+    }
+
+    #[test]
+    fn md5_only_pins_and_decode_facts_are_checked() {
+        let md5_only = GOOD.replace(&format!("sha256: {}", "0".repeat(64)), &format!("md5: {}", "a".repeat(32)));
+        let lock = Lock::parse(&md5_only, Path::new("t.lock")).unwrap();
+        assert_eq!((lock.datasets["toy"].files[0].sha256.as_deref(), lock.datasets["toy"].files[0].md5.is_some()), (None, true));
+        let neither = GOOD.replace(&format!("        sha256: {}\n", "0".repeat(64)), "");
+        assert!(err(&neither).contains("datasets.toy.files[0]: expected sha256 (or, where none was ever published, md5), found neither"));
+        let bad = GOOD.replace("classes: 10", "classes: 0").replace("std: [0.25]", "std: [0.25, -1]");
+        let e = err(&bad);
+        assert!(e.contains("datasets.toy.classes: expected at least 1"), "{e}");
+        assert!(e.contains("datasets.toy.mean/std: expected one value per channel"), "{e}");
+        assert!(e.contains("datasets.toy.std: expected positive values, found -1"), "{e}");
+        let stray = GOOD.replace("    files:", "    layout: {train: t}\n    files:");
+        assert!(err(&stray).contains("datasets.toy.layout.train: format idx does not read this key"), "{}", err(&stray));
+        let folder = GOOD.replace("format: idx", "format: image_folder").replace("    files:", "    layout: {shorter_side: 20}\n    files:");
+        let e = err(&folder);
+        assert!(e.contains("layout.test: required by format image_folder") && e.contains("layout.shorter_side: expected at least image_size (28), found 20"), "{e}");
+        let typo = GOOD.replace("format: idx", "format: imagefolder");
+        assert!(err(&typo).contains("unknown variant `imagefolder`"), "{}", err(&typo));
+    }
+
+    #[test]
+    fn pinned_files_resolve_next_to_the_lock_and_are_hash_checked() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("lists")).unwrap();
+        std::fs::write(d.path().join("lists/a.txt"), "n01000001\n").unwrap();
+        let lock = Lock::parse(GOOD, &d.path().join("datasets.lock")).unwrap();
+        let good = PinnedFile { file: "lists/a.txt".into(), sha256: crate::util::sha256_hex(b"n01000001\n") };
+        assert_eq!(lock.read_pinned(&good).unwrap(), "n01000001\n");
+        let bad = PinnedFile { sha256: "0".repeat(64), ..good };
+        let e = format!("{:#}", lock.read_pinned(&bad).unwrap_err());
+        assert!(e.contains("lists/a.txt") && e.contains("expected sha256 0000"), "{e}");
+        assert_eq!(lock.resolve("/abs/x"), PathBuf::from("/abs/x"));
+    }
+
+    #[test]
+    fn every_shipped_dataset_has_a_source_or_instructions() {
+        let lock = Lock::load(&real_lock_path()).unwrap();
+        for (name, e) in &lock.datasets {
+            let manual = e.files.iter().any(|f| f.sources.is_empty());
+            assert!(!manual || e.instructions.is_some(), "{name}: manual files need instructions");
+            let info = lock.info(name).unwrap();
+            assert!(info.classes >= 10 || name == "cifar100_coarse", "{name}");
+        }
     }
 
     #[test]

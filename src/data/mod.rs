@@ -9,14 +9,16 @@ pub mod extract;
 pub mod fetch;
 pub mod folder;
 pub mod idx;
+pub mod imagenet;
 pub mod lock;
 pub mod stl10;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use lock::{DatasetEntry, Format, LabelSet};
 
-/// N images of C×H×W bytes (row-major, channel-first) with their labels.
+/// N images of C×H×W bytes (row-major, channel-first) with their labels (empty for an unlabeled set).
 #[derive(Debug, Clone)]
 pub struct ImageSet {
     pub n: usize,
@@ -41,23 +43,25 @@ impl ImageSet {
             h: self.h,
             w: self.w,
             pixels: self.pixels[range.start * l..range.end * l].to_vec(),
-            labels: self.labels[range].to_vec(),
+            labels: if self.labels.is_empty() { Vec::new() } else { self.labels[range].to_vec() },
         }
     }
 }
 
-/// The train and test splits of a dataset plus what the harness needs to know about it.
+/// The splits of a dataset plus what the harness needs to know about it.
 #[derive(Debug, Clone)]
 pub struct Splits {
     pub info: DatasetInfo,
     pub train: ImageSet,
     pub test: ImageSet,
+    /// Images without labels for pre-training (STL-10's 100k), when asked for and the dataset has them.
+    pub unlabeled: Option<ImageSet>,
 }
 
-/// Static facts about a dataset the decoders support.
+/// The facts about a dataset that training, export and evaluation need; from its lock entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetInfo {
-    pub name: &'static str,
+    pub name: String,
     pub classes: usize,
     pub channels: usize,
     pub image_size: usize,
@@ -66,78 +70,217 @@ pub struct DatasetInfo {
     pub std: Vec<f32>,
 }
 
-const IMAGENET_MEAN: &[f32] = &[0.485, 0.456, 0.406];
-const IMAGENET_STD: &[f32] = &[0.229, 0.224, 0.225];
+/// Whether the format has an unlabeled split (suites may pre-train on it).
+pub fn has_unlabeled(format: Format) -> bool {
+    format == Format::Stl10Bin
+}
 
-/// Datasets with a decoder. Fashion-MNIST's mean/std are those of its 60k training images
-/// (0.2860, 0.3530), the values the quick-start calibration used; CIFAR's are the CorInfoMax code's
-/// (`serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/transform_utils.py`).
-pub fn info(name: &str) -> Result<DatasetInfo> {
-    let d = |name, classes, channels, image_size, mean: &[f32], std: &[f32]| DatasetInfo {
-        name,
-        classes,
-        channels,
-        image_size,
-        mean: mean.to_vec(),
-        std: std.to_vec(),
+/// Where a dataset's raw data comes from.
+enum Source {
+    /// The lock's files, fetched and verified into the cache.
+    Files,
+    /// Extracted class-folder trees on this machine (not hashed; fingerprinted for the cache).
+    Folders { train: PathBuf, test: PathBuf },
+}
+
+/// The folder trees a folder-reading format would use: `layout.train`/`layout.test` relative to the
+/// dataset's cache folder (or absolute).
+fn folder_paths(entry: &DatasetEntry, cache_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (train, test) = (entry.layout.train.as_ref()?, entry.layout.test.as_ref()?);
+    Some((cache_dir.join(train), cache_dir.join(test)))
+}
+
+/// Files when the entry has them, except that imagenet_subset prefers extracted folders when both
+/// exist; a folder-only entry must have its folders.
+fn resolve_source(name: &str, entry: &DatasetEntry, cache_dir: &Path) -> Result<Source> {
+    if !entry.format.reads_folders() {
+        return Ok(Source::Files);
+    }
+    let folders = folder_paths(entry, cache_dir);
+    if let Some((train, test)) = &folders {
+        let present = train.is_dir() && test.is_dir();
+        if present && (entry.files.is_empty() || entry.format == Format::ImagenetSubset) {
+            return Ok(Source::Folders { train: train.clone(), test: test.clone() });
+        }
+        if entry.files.is_empty() {
+            let mut m = format!(
+                "dataset {name} reads class folders on this machine, but {} and {} are not both folders",
+                train.display(),
+                test.display()
+            );
+            if let Some(how) = &entry.instructions {
+                m.push_str(&format!("\nHow to get it: {}", how.trim()));
+            }
+            bail!("{m}\nCreate them (or symlinks to them), or fix layout.train/layout.test in the lock");
+        }
+    }
+    Ok(Source::Files)
+}
+
+/// The extracted class folders dataset `name` reads instead of files, if that is its source now.
+pub fn folder_source(lock: &lock::Lock, name: &str, cache: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+    let entry = lock.get(name)?;
+    Ok(match resolve_source(name, entry, &cache.join(name))? {
+        Source::Folders { train, test } => Some((train, test)),
+        Source::Files => None,
+    })
+}
+
+/// Fetches (if needed), verifies and decodes a dataset named in the lock; a second call reads the
+/// decoded cache (without re-hashing the archives it was decoded from).
+pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions, unlabeled: bool) -> Result<Splits> {
+    let lock = lock::Lock::load(lock_path)?;
+    let info = lock.info(name)?;
+    let entry = lock.get(name)?;
+    if unlabeled && !has_unlabeled(entry.format) {
+        bail!("dataset {name} (format {}) has no unlabeled split; remove data.unlabeled from the suite", entry.format.name());
+    }
+    let cache = fetch::data_dir()?;
+    let cache_dir = cache.join(name);
+    let source = resolve_source(name, entry, &cache_dir)?;
+    let key = cache_key(entry, &source)?;
+    let decoded_dir = cache_dir.join("decoded");
+    let wanted: &[&str] = if unlabeled { &["train", "test", "unlabeled"] } else { &["train", "test"] };
+    if let Some(mut sets) = decoded::load(&decoded_dir, &key, wanted)? {
+        let unlabeled = if unlabeled { sets.pop() } else { None };
+        let test = sets.pop().context("cached test split")?;
+        let train = sets.pop().context("cached train split")?;
+        return Ok(Splits { info, train, test, unlabeled });
+    }
+    let files = match source {
+        Source::Files => fetch::ensure_dataset(&lock, name, &cache, opts)?,
+        Source::Folders { .. } => Vec::new(),
     };
-    match name {
-        "fashion_mnist" => Ok(d("fashion_mnist", 10, 1, 28, &[0.2860], &[0.3530])),
-        "cifar10" => Ok(d("cifar10", 10, 3, 32, &[0.4914, 0.4822, 0.4465], &[0.247, 0.243, 0.261])),
-        "cifar100" => Ok(d("cifar100", 100, 3, 32, &[0.5071, 0.4865, 0.4409], &[0.2673, 0.2564, 0.2762])),
-        // ImageNet statistics, the usual choice for STL-10 (not checked against a paper's code).
-        "stl10" => Ok(d("stl10", 10, 3, 96, IMAGENET_MEAN, IMAGENET_STD)),
-        // CorInfoMax's Tiny-ImageNet code normalises with ImageNet statistics.
-        "tiny_imagenet" => Ok(d("tiny_imagenet", 200, 3, 64, IMAGENET_MEAN, IMAGENET_STD)),
-        // Imagenette 160 px: shorter side 160, centre crop 160×160.
-        "imagenette_160" => Ok(d("imagenette_160", 10, 3, 160, IMAGENET_MEAN, IMAGENET_STD)),
-        other => bail!("dataset {other:?} has no decoder yet; supported: fashion_mnist, cifar10, cifar100, stl10, tiny_imagenet, imagenette_160"),
+    eprintln!("decoding {name} (once; later runs read {})", decoded_dir.display());
+    let decoded = decode(&lock, name, entry, &files, &source, &info)?;
+    check_labels(name, &info, &decoded)?;
+    let stored: Vec<(&str, &ImageSet)> = decoded.iter().map(|(s, set)| (*s, set)).collect();
+    decoded::store(&decoded_dir, &key, &stored)?;
+    let mut sets: std::collections::BTreeMap<&str, ImageSet> = decoded.into_iter().collect();
+    let train = sets.remove("train").context("decoder produced no train split")?;
+    let test = sets.remove("test").context("decoder produced no test split")?;
+    let unlabeled = if unlabeled { sets.remove("unlabeled") } else { None };
+    Ok(Splits { info, train, test, unlabeled })
+}
+
+/// Labels inside 0..classes and images of the entry's size and channel count.
+fn check_labels(name: &str, info: &DatasetInfo, decoded: &[(&str, ImageSet)]) -> Result<()> {
+    for (split, set) in decoded {
+        if set.labels.is_empty() != (*split == "unlabeled") {
+            bail!("dataset {name}, {split} split: {} labels for {} images", set.labels.len(), set.n);
+        }
+        if let Some(bad) = set.labels.iter().find(|&&l| l as usize >= info.classes) {
+            bail!("dataset {name}, {split} split: label {bad} outside 0..{} (the lock says classes: {})", info.classes, info.classes);
+        }
+        let channels_ok = set.c == info.channels || (set.c == 1 && info.channels == 3);
+        if set.h != info.image_size || set.w != info.image_size || !channels_ok {
+            bail!(
+                "dataset {name}, {split} split: decoded images are {}x{}x{}, the lock says {} channel(s) of {}x{}; fix image_size/mean/std in the lock",
+                set.c, set.h, set.w, info.channels, info.image_size, info.image_size
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What the decoded arrays depend on: the format, its layout and size, and the source identity.
+fn cache_key(entry: &DatasetEntry, source: &Source) -> Result<decoded::Key> {
+    let decoder = format!("{}@{}px {}", entry.format.name(), entry.image_size, serde_json::to_string(&entry.layout)?);
+    let sources = match source {
+        Source::Files => entry.files.iter().map(|f| (f.name.clone(), file_identity(f))).collect(),
+        Source::Folders { train, test } => vec![
+            (format!("folder:{}", train.display()), folder::fingerprint(train)?),
+            (format!("folder:{}", test.display()), folder::fingerprint(test)?),
+        ],
+    };
+    Ok(decoded::Key { format: entry.format.name().to_owned(), decoder, sources })
+}
+
+/// The hash that pins a file: its sha256, else `md5:<md5>`.
+fn file_identity(f: &lock::FileEntry) -> String {
+    match (&f.sha256, &f.md5) {
+        (Some(sha), _) => sha.clone(),
+        (None, Some(md5)) => format!("md5:{md5}"),
+        (None, None) => String::new(),
     }
 }
 
-/// Fetches (if needed), verifies and decodes a dataset named in the lock.
-pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions) -> Result<Splits> {
-    let info = info(name)?;
-    let lock = lock::Lock::load(lock_path)?;
-    let cache = fetch::data_dir()?;
-    let files = fetch::ensure_dataset(&lock, name, &cache, opts)?;
-    let entry = lock.get(name)?;
-    let decoded_dir = cache.join(name).join("decoded");
-    let decoder = format!("{}@{}px", entry.format, info.image_size);
-    if let Some(mut sets) = decoded::load(&decoded_dir, entry, &decoder, &["train", "test"])? {
-        let test = sets.pop().context("cached test split")?;
-        let train = sets.pop().context("cached train split")?;
-        return Ok(Splits { info, train, test });
-    }
-    let splits = match entry.format.as_str() {
-        "idx" => decode_idx(info, &files)?,
-        "cifar10_bin" | "cifar100_bin" => decode_cifar(info, &files, &entry.format)?,
-        "stl10_bin" => {
-            let dir = extracted(&files)?.join("stl10_binary");
-            let train = stl10::decode(&dir.join("train_X.bin"), &dir.join("train_y.bin"))?;
-            let test = stl10::decode(&dir.join("test_X.bin"), &dir.join("test_y.bin"))?;
-            Splits { info, train, test }
-        }
-        "tiny_imagenet_zip" => {
-            let (train, test, _wnids) = folder::decode_tiny_imagenet(&extracted(&files)?.join("tiny-imagenet-200"))?;
-            Splits { info, train, test }
-        }
-        "image_folder_tgz" => {
-            let stem = files.first().and_then(|f| f.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
-            let stem = stem.trim_end_matches(".tgz").trim_end_matches(".tar.gz").to_owned();
-            let root = extracted(&files)?.join(&stem);
-            let size = info.image_size as u32;
-            let (train, classes) = folder::decode_image_folder(&root.join("train"), None, size, folder::Resize::ShorterSideCenterCrop)?;
-            let (test, _) = folder::decode_image_folder(&root.join("val"), Some(&classes), size, folder::Resize::ShorterSideCenterCrop)?;
-            Splits { info, train, test }
-        }
-        other => bail!(
-            "{}: dataset {name} has format {other:?}; repro decodes idx, cifar10_bin, cifar100_bin, stl10_bin, tiny_imagenet_zip, image_folder_tgz",
-            lock_path.display()
-        ),
+/// Runs the format's decoder; returns (split name, images) for every split it has.
+fn decode(lock: &lock::Lock, name: &str, entry: &DatasetEntry, files: &[PathBuf], source: &Source, info: &DatasetInfo) -> Result<Vec<(&'static str, ImageSet)>> {
+    let size = info.image_size as u32;
+    let resize = match entry.layout.shorter_side {
+        Some(s) => folder::Resize::ShorterSide(s),
+        None => folder::Resize::Exact,
     };
-    decoded::store(&decoded_dir, entry, &decoder, &[("train", &splits.train), ("test", &splits.test)])?;
-    Ok(splits)
+    Ok(match entry.format {
+        Format::Idx => decode_idx(files)?,
+        Format::Cifar10Bin => {
+            let dir = extracted(files)?.join("cifar-10-batches-bin");
+            let batches: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect();
+            let refs: Vec<&Path> = batches.iter().map(PathBuf::as_path).collect();
+            vec![("train", cifar::decode(&refs, cifar::Labels::Only)?), ("test", cifar::decode(&[&dir.join("test_batch.bin")], cifar::Labels::Only)?)]
+        }
+        Format::Cifar100Bin => {
+            let dir = extracted(files)?.join("cifar-100-binary");
+            let labels = match entry.layout.labels.unwrap_or(LabelSet::Fine) {
+                LabelSet::Fine => cifar::Labels::Fine,
+                LabelSet::Coarse => cifar::Labels::Coarse,
+            };
+            vec![("train", cifar::decode(&[&dir.join("train.bin")], labels)?), ("test", cifar::decode(&[&dir.join("test.bin")], labels)?)]
+        }
+        Format::Stl10Bin => {
+            let dir = extracted(files)?.join("stl10_binary");
+            let mut out = vec![
+                ("train", stl10::decode(&dir.join("train_X.bin"), &dir.join("train_y.bin"))?),
+                ("test", stl10::decode(&dir.join("test_X.bin"), &dir.join("test_y.bin"))?),
+            ];
+            let unl = dir.join("unlabeled_X.bin");
+            if unl.is_file() {
+                out.push(("unlabeled", stl10::decode_unlabeled(&unl)?));
+            }
+            out
+        }
+        Format::TinyImagenetZip => {
+            let (train, test, _wnids) = folder::decode_tiny_imagenet(&extracted(files)?.join("tiny-imagenet-200"))?;
+            vec![("train", train), ("test", test)]
+        }
+        Format::ImageFolder => {
+            let (train_dir, test_dir) = match source {
+                Source::Folders { train, test } => (train.clone(), test.clone()),
+                Source::Files => {
+                    let root = extracted(files)?;
+                    let (t, v) = (entry.layout.train.as_deref().unwrap_or("train"), entry.layout.test.as_deref().unwrap_or("val"));
+                    (root.join(t), root.join(v))
+                }
+            };
+            let (train, classes) = folder::decode_image_folder(&train_dir, None, size, resize)?;
+            if classes.len() != info.classes {
+                bail!("dataset {name}: {} has {} class folders, the lock says classes: {}", train_dir.display(), classes.len(), info.classes);
+            }
+            let (test, _) = folder::decode_image_folder(&test_dir, Some(&classes), size, resize)?;
+            vec![("train", train), ("test", test)]
+        }
+        Format::ImagenetSubset => {
+            let layout = &entry.layout;
+            let pin = layout.class_list.as_ref().context("layout.class_list")?;
+            let wnids = imagenet::class_list(&lock.read_pinned(pin)?, &lock.resolve(&pin.file), info.classes)?;
+            match source {
+                Source::Folders { train, test } => {
+                    let (tr, _) = folder::decode_image_folder(train, Some(&wnids), size, resize)?;
+                    let (te, _) = folder::decode_image_folder(test, Some(&wnids), size, resize)?;
+                    vec![("train", tr), ("test", te)]
+                }
+                Source::Files => {
+                    let pin = layout.val_labels.as_ref().context("layout.val_labels")?;
+                    let val_wnids = imagenet::val_labels(&lock.read_pinned(pin)?, &lock.resolve(&pin.file))?;
+                    let [train_tar, val_tar] = files else { bail!("dataset {name}: expected the train and val archives, the lock lists {} files", files.len()) };
+                    let tr = imagenet::decode_train_tar(train_tar, &wnids, size, resize)?;
+                    let te = imagenet::decode_val_tar(val_tar, &wnids, &val_wnids, size, resize)?;
+                    vec![("train", tr), ("test", te)]
+                }
+            }
+        }
+    })
 }
 
 /// Extracts the dataset's one archive next to it (`<file>.extracted/`), once.
@@ -150,20 +293,6 @@ fn extracted(files: &[PathBuf]) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn decode_cifar(info: DatasetInfo, files: &[PathBuf], format: &str) -> Result<Splits> {
-    let root = extracted(files)?;
-    let (train, test) = if format == "cifar10_bin" {
-        let dir = root.join("cifar-10-batches-bin");
-        let batches: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect();
-        let refs: Vec<&Path> = batches.iter().map(PathBuf::as_path).collect();
-        (cifar::decode(&refs, cifar::Labels::Only)?, cifar::decode(&[&dir.join("test_batch.bin")], cifar::Labels::Only)?)
-    } else {
-        let dir = root.join("cifar-100-binary");
-        (cifar::decode(&[&dir.join("train.bin")], cifar::Labels::Fine)?, cifar::decode(&[&dir.join("test.bin")], cifar::Labels::Fine)?)
-    };
-    Ok(Splits { info, train, test })
-}
-
 fn find<'a>(files: &'a [PathBuf], stem: &str) -> Result<&'a PathBuf> {
     files
         .iter()
@@ -171,19 +300,14 @@ fn find<'a>(files: &'a [PathBuf], stem: &str) -> Result<&'a PathBuf> {
         .with_context(|| format!("the lock entry has no file named {stem}*"))
 }
 
-fn decode_idx(info: DatasetInfo, files: &[PathBuf]) -> Result<Splits> {
+fn decode_idx(files: &[PathBuf]) -> Result<Vec<(&'static str, ImageSet)>> {
     let split = |images: &str, labels: &str| -> Result<ImageSet> {
         let x = idx::read(find(files, images)?)?;
         let y = idx::read(find(files, labels)?)?;
         if x.dims.len() != 3 || y.dims.len() != 1 || x.dims[0] != y.dims[0] {
             bail!("{images}/{labels}: image dims {:?} do not match label dims {:?}", x.dims, y.dims);
         }
-        if let Some(bad) = y.data.iter().find(|&&l| l as usize >= info.classes) {
-            bail!("{labels}: label {bad} outside 0..{}", info.classes);
-        }
         Ok(ImageSet { n: x.dims[0], c: 1, h: x.dims[1], w: x.dims[2], pixels: x.data, labels: y.data.iter().map(|&l| l as u32).collect() })
     };
-    let train = split("train-images", "train-labels")?;
-    let test = split("t10k-images", "t10k-labels")?;
-    Ok(Splits { info, train, test })
+    Ok(vec![("train", split("train-images", "train-labels")?), ("test", split("t10k-images", "t10k-labels")?)])
 }

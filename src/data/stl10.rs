@@ -2,7 +2,7 @@
 //! `*_X.bin` holds 3×96×96 uint8 per image, one channel at a time, each 96×96 plane stored
 //! column-major (we transpose to row-major C×H×W, as torchvision's `transpose(0, 1, 3, 2)`);
 //! `*_y.bin` holds one label per image in 1..=10, shifted to 0..=9. `unlabeled_X.bin` (100k images)
-//! has no labels file.
+//! has no labels file: [`decode_unlabeled`] gives it empty labels.
 
 use std::path::Path;
 
@@ -30,6 +30,12 @@ pub fn decode_images(path: &Path) -> Result<(usize, Vec<u8>)> {
         }
     }
     Ok((n, out))
+}
+
+/// Decodes the unlabeled split (`unlabeled_X.bin`, 100k images); its `labels` are empty.
+pub fn decode_unlabeled(images: &Path) -> Result<ImageSet> {
+    let (n, pixels) = decode_images(images)?;
+    Ok(ImageSet { n, c: 3, h: SIDE, w: SIDE, pixels, labels: Vec::new() })
 }
 
 /// Decodes a labelled split (`train` or `test`).

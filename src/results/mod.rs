@@ -64,6 +64,9 @@ pub struct EnvRecord {
     pub eval_s: f64,
     pub wall_s: f64,
     pub train_images_per_s: f64,
+    /// Images each pre-training epoch draws from (after subsetting; labelled plus unlabeled).
+    #[serde(default)]
+    pub train_images: usize,
     pub onnx_parity_rel_diff: Option<f64>,
     pub finished_at: String,
 }

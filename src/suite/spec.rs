@@ -60,6 +60,8 @@ pub struct DataSpec {
     pub monitor_holdout: Option<usize>,
     /// Training images used as the k-NN bank of the per-epoch monitor.
     pub monitor_bank: Option<usize>,
+    /// Also pre-train on the dataset's unlabeled split (STL-10's 100k images); default false.
+    pub unlabeled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

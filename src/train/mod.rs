@@ -49,8 +49,8 @@ pub fn to_tensor(set: &ImageSet, device: Device) -> Tensor {
     Tensor::from_slice(&set.pixels).reshape([set.n as i64, set.c as i64, set.h as i64, set.w as i64]).to_device(device)
 }
 
-/// The pre-training images (train split minus the monitor hold-out, optionally a seeded subset),
-/// the monitor bank and the monitor hold-out.
+/// The pre-training images (train split minus the monitor hold-out, plus the unlabeled split when
+/// asked for, optionally a seeded subset), the monitor bank and the monitor hold-out.
 pub struct TrainData {
     pub images: Tensor,
     pub bank: (Tensor, Tensor),
@@ -70,12 +70,20 @@ impl TrainData {
         let pool = n - hold;
         let all = to_tensor(&splits.train, Device::Cpu);
         let mut images = all.narrow(0, 0, pool as i64);
+        if t.data.unlabeled {
+            let Some(unl) = &splits.unlabeled else { bail!("data.unlabeled: dataset {} has no unlabeled split", t.dataset) };
+            if (unl.c, unl.h, unl.w) != (splits.train.c, splits.train.h, splits.train.w) {
+                bail!("data.unlabeled: unlabeled images are {}x{}x{}, training images {}x{}x{}", unl.c, unl.h, unl.w, splits.train.c, splits.train.h, splits.train.w);
+            }
+            images = Tensor::cat(&[images, to_tensor(unl, Device::Cpu)], 0);
+        }
+        let available = images.size()[0] as usize;
         if let Some(k) = t.data.train_subset {
-            if k > pool {
-                bail!("data.train_subset = {k} but only {pool} training images remain after the monitor hold-out");
+            if k > available {
+                bail!("data.train_subset = {k} but only {available} pre-training images remain after the monitor hold-out");
             }
             tch::manual_seed(util::derive_seed(t.train.seed, "subset") as i64);
-            let idx = Tensor::randperm(pool as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64);
+            let idx = Tensor::randperm(available as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64);
             images = images.index_select(0, &idx);
         }
         let labels = Tensor::from_slice(&splits.train.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());

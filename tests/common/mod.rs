@@ -57,7 +57,7 @@ impl Sandbox {
 
 /// datasets.lock text for fashion_mnist with the Debian files accepted by their member hashes.
 pub fn fashion_lock(source_base: &str) -> String {
-    let mut s = String::from("version: 1\ndatasets:\n  fashion_mnist:\n    description: Fashion-MNIST (test copy)\n    homepage: https://github.com/zalandoresearch/fashion-mnist\n    license: MIT\n    format: idx\n    files:\n");
+    let mut s = String::from("version: 2\ndatasets:\n  fashion_mnist:\n    description: Fashion-MNIST (test copy)\n    homepage: https://github.com/zalandoresearch/fashion-mnist\n    license: MIT\n    format: idx\n    classes: 10\n    image_size: 28\n    mean: [0.2860]\n    std: [0.3530]\n    instructions: \"apt-get install dataset-fashion-mnist\"\n    files:\n");
     let upstream: [(u64, &str); 4] = [
         (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
         (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
@@ -152,18 +152,52 @@ pub fn sha256_file(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
 }
 
+/// Decode facts of the test datasets: (classes, image_size, channels).
+pub fn facts(format: &str) -> (usize, usize, usize) {
+    match format {
+        "cifar10_bin" => (10, 32, 3),
+        "cifar100_bin" => (100, 32, 3),
+        "stl10_bin" => (10, 96, 3),
+        "tiny_imagenet_zip" => (200, 64, 3),
+        _ => (10, 64, 3),
+    }
+}
+
+/// The `datasets.lock` text of one dataset entry (decode facts, optional layout and files).
+pub fn entry_text(dataset: &str, format: &str, classes: usize, image_size: usize, layout: &str, files: &[(&Path, &[&str])]) -> String {
+    let mut s = format!(
+        "  {dataset}:\n    description: test copy\n    homepage: https://example.invalid/\n    license: test\n    format: {format}\n    classes: {classes}\n    image_size: {image_size}\n    mean: [0.5, 0.5, 0.5]\n    std: [0.25, 0.25, 0.25]\n    instructions: \"put the test files in place\"\n"
+    );
+    if !layout.is_empty() {
+        s += &format!("    layout: {layout}\n");
+    }
+    s += "    files:\n";
+    if files.is_empty() {
+        s.pop();
+        s += " []\n";
+    }
+    for (path, sources) in files {
+        let size = std::fs::metadata(path).expect("archive").len();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("archive name");
+        let sources: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
+        s += &format!(
+            "      - name: {name}\n        size: {size}\n        sha256: {}\n        sources: [{}]\n",
+            sha256_file(path),
+            sources.join(", ")
+        );
+    }
+    s
+}
+
 /// Writes `datasets.lock` with one dataset pinning `archive` by its real size and sha256;
 /// `sources` are the lock's own (REPRO_MIRROR is tried before them).
 pub fn archive_lock(sb: &Sandbox, dataset: &str, format: &str, archive: &Path, sources: &[&str]) -> PathBuf {
-    let size = std::fs::metadata(archive).expect("archive").len();
-    let name = archive.file_name().and_then(|n| n.to_str()).expect("archive name");
-    let sources: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
-    sb.write(
-        "datasets.lock",
-        &format!(
-            "version: 1\ndatasets:\n  {dataset}:\n    description: test copy\n    homepage: https://example.invalid/\n    license: test\n    format: {format}\n    files:\n      - name: {name}\n        size: {size}\n        sha256: {}\n        sources: [{}]\n",
-            sha256_file(archive),
-            sources.join(", ")
-        ),
-    )
+    archive_lock_with(sb, dataset, format, "", archive, sources)
+}
+
+/// Like [`archive_lock`], with a `layout:` flow mapping (e.g. `{train: x/train, test: x/val}`).
+pub fn archive_lock_with(sb: &Sandbox, dataset: &str, format: &str, layout: &str, archive: &Path, sources: &[&str]) -> PathBuf {
+    let (classes, size, _) = facts(format);
+    let size = if format == "image_folder" { 64 } else { size };
+    sb.write("datasets.lock", &format!("version: 2\ndatasets:\n{}", entry_text(dataset, format, classes, size, layout, &[(archive, sources)])))
 }
