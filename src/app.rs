@@ -365,6 +365,11 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
         .map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
 }
 
+/// The reference hyper-parameters `repro loss` uses unless `--set` changes them (each the official
+/// code's value; see the loss files' headers), and every method it knows.
+const LOSS_METHODS: &str = "barlow_twins, byol, corinfomax, emi, simclr, vicreg";
+
+/// Evaluates one method's objective on given embeddings and prints it as JSON.
 fn loss(a: &LossArgs) -> Result<Outcome> {
     let (z1, z2) = (read_matrix(&a.z1)?, read_matrix(&a.z2)?);
     let to_tensor = |z: &ndarray::Array2<f64>| {
@@ -372,43 +377,60 @@ fn loss(a: &LossArgs) -> Result<Outcome> {
         tch::Tensor::from_slice(z.as_standard_layout().as_slice().unwrap_or(&[])).reshape([n as i64, d as i64])
     };
     let (t1, t2) = (to_tensor(&z1), to_tensor(&z2));
-    match a.method.as_str() {
+    let files = format!("({} and {})", a.z1.display(), a.z2.display());
+    use crate::losses;
+    let (out, params) = match a.method.as_str() {
         "corinfomax" => {
-            // Defaults: the CIFAR-10 run of the official README; the embeddings are used as given.
-            let mut params = serde_yaml::to_value(plan::CorInfoMaxParams {
-                projector: vec![z1.ncols() as i64],
-                alpha: 250.0,
-                la_r: 0.01,
-                la_mu: 0.01,
-                r_ini: 1.0,
-                eps: 1e-8,
-                normalize: false,
-            })?;
-            for s in &a.set {
-                let o = suite::Override::parse(s)?;
-                if let serde_yaml::Value::Mapping(m) = &mut params {
-                    m.insert(serde_yaml::Value::String(o.path.join(".")), o.value);
-                }
-            }
-            let p: plan::CorInfoMaxParams = serde_yaml::from_value(params).map_err(|e| anyhow!("--set: {e}"))?;
+            // The CIFAR-10 run of the official README, from a fresh state; embeddings used as given.
+            let defaults = plan::CorInfoMaxParams { projector: vec![z1.ncols() as i64], alpha: 250.0, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1e-8, normalize: false };
+            let p = loss_params(defaults, &a.set)?;
             let d = z1.ncols() as i64;
-            let states = [
-                crate::losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu),
-                crate::losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu),
-            ];
-            crate::losses::corinfomax::check_inputs(&t1, &t2, &states).map_err(|e| anyhow!("{e:#} ({} and {})", a.z1.display(), a.z2.display()))?;
-            let out = crate::losses::corinfomax::loss(&t1, &t2, &states, &p);
-            let v = |t: &tch::Tensor| t.double_value(&[]);
-            let json = serde_json::json!({
-                "method": "corinfomax",
-                "loss": v(&out.total),
-                "terms": { "invariance": v(&out.invariance), "covariance": v(&out.covariance) },
-                "params": p,
-            });
-            println!("{}", serde_json::to_string_pretty(&json)?);
-            Ok(Outcome::Success)
+            let states = [losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu), losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu)];
+            losses::corinfomax::check_inputs(&t1, &t2, &states).map_err(|e| anyhow!("{e:#} {files}"))?;
+            let out = losses::corinfomax::loss(&t1, &t2, &states, &p);
+            let l = losses::Loss { total: out.total, terms: vec![("invariance", out.invariance), ("covariance", out.covariance)] };
+            (Ok(l), serde_json::to_value(&p)?)
         }
-        other => bail!("repro loss: unknown method {other:?}; available: corinfomax"),
-    }
+        "simclr" => {
+            let p = loss_params(plan::SimclrParams { temperature: 0.5 }, &a.set)?;
+            (losses::simclr::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
+        }
+        "barlow_twins" => {
+            let p = loss_params(plan::BarlowTwinsParams { lambda: 0.0051, scale: 1.0 }, &a.set)?;
+            (losses::barlow_twins::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
+        }
+        "vicreg" => {
+            let p = loss_params(plan::VicregParams { sim_coeff: 25.0, std_coeff: 25.0, cov_coeff: 1.0 }, &a.set)?;
+            (losses::vicreg::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
+        }
+        "byol" => {
+            if !a.set.is_empty() {
+                bail!("repro loss byol takes no parameters; remove --set");
+            }
+            (losses::byol::loss(&t1, &t2), serde_json::json!({}))
+        }
+        "emi" => {
+            let p = loss_params(plan::EmiParams { eps: 1e-3 }, &a.set)?;
+            (losses::emi::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
+        }
+        other => bail!("repro loss: unknown method {other:?}; available: {LOSS_METHODS}"),
+    };
+    let out = out.map_err(|e| anyhow!("{e:#} {files}"))?;
+    let v = |t: &tch::Tensor| t.double_value(&[]);
+    let terms: serde_json::Map<String, serde_json::Value> = out.terms.iter().map(|(k, t)| ((*k).to_owned(), v(t).into())).collect();
+    let json = serde_json::json!({ "method": a.method, "loss": v(&out.total), "terms": terms, "params": params });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(Outcome::Success)
 }
 
+/// `defaults` with `--set key=value` applied, checked by the params type (unknown keys refused).
+fn loss_params<P: serde::Serialize + serde::de::DeserializeOwned>(defaults: P, set: &[String]) -> Result<P> {
+    let mut params = serde_yaml::to_value(defaults)?;
+    for s in set {
+        let o = suite::Override::parse(s)?;
+        if let serde_yaml::Value::Mapping(m) = &mut params {
+            m.insert(serde_yaml::Value::String(o.path.join(".")), o.value);
+        }
+    }
+    serde_yaml::from_value(params).map_err(|e| anyhow!("--set: {e}"))
+}

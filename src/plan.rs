@@ -75,6 +75,44 @@ pub struct CorInfoMaxParams {
     pub normalize: bool,
 }
 
+/// SimCLR NT-Xent (`losses::simclr`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimclrParams {
+    /// Softmax temperature T of the logits.
+    pub temperature: f64,
+}
+
+/// Barlow Twins (`losses::barlow_twins`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarlowTwinsParams {
+    /// Weight λ of the off-diagonal (redundancy) term; 0.0051 in the official code.
+    pub lambda: f64,
+    /// Factor on the whole loss (solo-learn's `scale_loss`); 1 in the official code.
+    pub scale: f64,
+}
+
+/// VICReg (`losses::vicreg`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VicregParams {
+    /// Invariance weight λ (25 officially).
+    pub sim_coeff: f64,
+    /// Variance weight μ (25 officially).
+    pub std_coeff: f64,
+    /// Covariance weight ν (1 officially).
+    pub cov_coeff: f64,
+}
+
+/// EMI (`losses::emi`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmiParams {
+    /// ε·I added to each covariance before its log-determinant (unverified against the paper).
+    pub eps: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {

@@ -222,6 +222,37 @@ fn loss_command_prints_json_terms() {
     let o = sb.repro(&["loss", "corinfomax", "--z1", "a.npy", "--z2", "a.npy", "--set", "alpah=1", "--json"]);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("alpah"), "{}", stderr(&o));
+
+    // Every method: a finite loss and its named terms; the parameters used are printed.
+    for (method, terms) in [
+        ("simclr", &["infonce"][..]),
+        ("barlow_twins", &["on_diagonal", "off_diagonal"][..]),
+        ("vicreg", &["invariance", "variance", "covariance"][..]),
+        ("byol", &["regression"][..]),
+        ("emi", &["mutual_information", "logdet_z1", "logdet_z2", "logdet_joint"][..]),
+    ] {
+        let o = sb.repro(&["loss", method, "--z1", "a.npy", "--z2", "b.npy", "--json"]);
+        assert_exit(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert!(v["loss"].as_f64().unwrap().is_finite(), "{method}: {v}");
+        for t in terms {
+            assert!(v["terms"][t].as_f64().is_some(), "{method} lacks term {t}: {v}");
+        }
+    }
+    let o = sb.repro(&["loss", "simclr", "--z1", "a.npy", "--z2", "b.npy", "--set", "temperature=0.1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["params"]["temperature"], 0.1);
+    // A batch of one, mismatched shapes and unknown methods: exit 2, saying what and where.
+    npy("one.npy", &[[1.0, 0.0, 0.0]]);
+    let o = sb.repro(&["loss", "vicreg", "--z1", "one.npy", "--z2", "one.npy", "--json"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("vicreg: batch size must be at least 2; got N = 1") && stderr(&o).contains("one.npy"), "{}", stderr(&o));
+    let o = sb.repro(&["loss", "barlow_twins", "--z1", "a.npy", "--z2", "one.npy", "--json"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("same shape"), "{}", stderr(&o));
+    let o = sb.repro(&["loss", "simclrr", "--z1", "a.npy", "--z2", "b.npy", "--json"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("available: barlow_twins, byol, corinfomax, emi, simclr, vicreg"), "{}", stderr(&o));
 }
 
 #[test]

@@ -11,10 +11,7 @@ use crate::nn::resnet::ResNet18;
 use crate::plan::{Arch, Method, Target};
 
 /// A loss and its named terms for logging.
-pub struct StepLoss {
-    pub total: Tensor,
-    pub terms: Vec<(&'static str, Tensor)>,
-}
+pub use crate::losses::Loss as StepLoss;
 
 enum Objective {
     CorInfoMax(corinfomax::CorInfoMax),

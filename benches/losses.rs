@@ -1,0 +1,49 @@
+//! Forward + backward time of each objective on CPU at its paper's batch size N and projector output
+//! D (the ImageNet recipes, where the papers give them): CorInfoMax N 1536, D 512 (official README,
+//! ImageNet-1k run); SimCLR N 4096, D 128 (arXiv 2002.05709); Barlow Twins N 2048, D 8192 (official
+//! main.py defaults); VICReg N 2048, D 8192 (official main_vicreg.py); BYOL N 4096, D 256 (arXiv
+//! 2006.07733); EMI N 512, D 128 (no recipe found: the harness's choice, unverified). Embeddings are
+//! random leaf tensors; the time covers the loss and its gradient with respect to them, not the
+//! network. Run: `cargo bench --bench losses`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use repro::losses::{self, Loss};
+use repro::plan;
+use tch::{Kind, Tensor};
+
+fn leaf(n: i64, d: i64) -> Tensor {
+    Tensor::randn([n, d], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
+}
+
+fn run(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, n: i64, d: i64, f: impl Fn(&Tensor, &Tensor) -> Loss) {
+    let (z1, z2) = (leaf(n, d), leaf(n, d));
+    g.bench_with_input(BenchmarkId::new(name, format!("N{n}_D{d}")), &(), |b, _| {
+        b.iter(|| {
+            let l = f(&z1, &z2);
+            l.total.backward();
+            let _ = z1.grad().zero_();
+            let _ = z2.grad().zero_();
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    tch::manual_seed(0);
+    let mut g = c.benchmark_group("loss_fwd_bwd");
+    g.sample_size(10);
+    let cim = plan::CorInfoMaxParams { projector: vec![512], alpha: 2000.0, la_r: 0.1, la_mu: 0.1, r_ini: 1.0, eps: 1e-8, normalize: true };
+    run(&mut g, "corinfomax", 1536, 512, |a, b| {
+        let st = [losses::corinfomax::BranchState::new(512, 1.0, tch::Device::Cpu), losses::corinfomax::BranchState::new(512, 1.0, tch::Device::Cpu)];
+        let o = losses::corinfomax::loss(a, b, &st, &cim);
+        Loss { total: o.total, terms: vec![] }
+    });
+    run(&mut g, "simclr", 4096, 128, |a, b| losses::simclr::loss(a, b, &plan::SimclrParams { temperature: 0.1 }).expect("simclr"));
+    run(&mut g, "barlow_twins", 2048, 8192, |a, b| losses::barlow_twins::loss(a, b, &plan::BarlowTwinsParams { lambda: 0.0051, scale: 1.0 }).expect("barlow"));
+    run(&mut g, "vicreg", 2048, 8192, |a, b| losses::vicreg::loss(a, b, &plan::VicregParams { sim_coeff: 25.0, std_coeff: 25.0, cov_coeff: 1.0 }).expect("vicreg"));
+    run(&mut g, "byol", 4096, 256, |a, b| losses::byol::loss(a, &b.detach()).expect("byol"));
+    run(&mut g, "emi", 512, 128, |a, b| losses::emi::loss(a, b, &plan::EmiParams { eps: 1e-3 }).expect("emi"));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,86 @@
+//! EMI: explicit mutual information from second-order statistics (Chang, Liu, Guo, Wen, "Explicit
+//! Mutual Information Maximization for Self-Supervised Learning", arXiv 2409.04747).
+//!
+//! What the text establishes (Theorem 1, read in the abstract and supplementary): MI is invariant
+//! under homeomorphisms, so the MI of the two views' representations can be computed from
+//! second-order statistics alone, I = H(Z1) + H(Z2) − H(Z1, Z2) with Gaussian entropies:
+//! I = ½[logdet Σ1 + logdet Σ2 − logdet Σ12], Σ12 the 2D×2D covariance of [Z1, Z2]; loss = −I.
+//!
+//! UNVERIFIED (no official code was found; the paper's loss section was not readable here): the
+//! covariance estimator (we centre on the batch mean and divide by N − 1), the ε·I regulariser
+//! added to each covariance before its log-determinant (`eps`, our choice), computing in float64,
+//! and whether the paper adds further terms or weights (its supplementary §C ablates "the loss
+//! function"). Numbers produced with this loss are the harness's, not the paper's.
+//!
+//! # Shapes
+//! `z1`, `z2`: [N, D], N ≥ 2 (the joint covariance is full rank only for N > 2D; ε keeps it defined).
+
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+use super::{check_pair, Loss};
+use crate::plan::EmiParams;
+
+/// log det(cov(z) + εI), covariance centred on the batch mean over N − 1, in float64.
+fn logdet_cov(z: &Tensor, eps: f64) -> Tensor {
+    let n = z.size()[0] as f64;
+    let zc = z - z.mean_dim(0, true, Kind::Double);
+    let cov = zc.transpose(0, 1).matmul(&zc) / (n - 1.0);
+    let eye = Tensor::eye(z.size()[1], (Kind::Double, z.device()));
+    (cov + eye * eps).logdet()
+}
+
+pub fn loss(z1: &Tensor, z2: &Tensor, p: &EmiParams) -> Result<Loss> {
+    check_pair("emi", z1, z2, 2)?;
+    let (z1, z2) = (z1.to_kind(Kind::Double), z2.to_kind(Kind::Double));
+    let l1 = logdet_cov(&z1, p.eps);
+    let l2 = logdet_cov(&z2, p.eps);
+    let joint = logdet_cov(&Tensor::cat(&[&z1, &z2], 1), p.eps);
+    let mi = ((&l1 + &l2 - &joint) * 0.5).to_kind(Kind::Float);
+    let f = |t: Tensor| t.to_kind(Kind::Float);
+    Ok(Loss { total: -&mi, terms: vec![("mutual_information", mi), ("logdet_z1", f(l1)), ("logdet_z2", f(l2)), ("logdet_joint", f(joint))] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::losses::testing::*;
+
+    const P: EmiParams = EmiParams { eps: 1e-3 };
+
+    #[test]
+    fn golden_values_from_the_formula() {
+        // tests/fixtures/losses/baselines_golden.py (rank-2 inputs, then full-rank ones)
+        let l = loss(&fixed(8, 4, 0.0), &fixed(8, 4, 0.5), &P).unwrap();
+        assert!((value(&l.total) + 5.030764128326258).abs() < 1e-4, "{}", value(&l.total));
+        let l = loss(&fixed2(32, 4, 0.0), &fixed2(32, 4, 0.3), &P).unwrap();
+        assert!((term(&l, "mutual_information") - 4.838259930056362).abs() < 1e-4, "{}", term(&l, "mutual_information"));
+        assert!((term(&l, "logdet_z1") + 5.456499782838014).abs() < 1e-4);
+        assert!((term(&l, "logdet_joint") + 20.57135658461058).abs() < 1e-3);
+    }
+
+    #[test]
+    fn symmetric_and_zero_for_independent_views() {
+        let (a, b) = (fixed2(32, 4, 0.0), fixed2(32, 4, 0.3));
+        let ab = value(&loss(&a, &b, &P).unwrap().total);
+        assert!((ab - value(&loss(&b, &a, &P).unwrap().total)).abs() < 1e-6);
+        // Independent Gaussian views of many samples: MI ≈ 0.
+        let _rng = crate::rng_lock();
+        tch::manual_seed(0);
+        let (x, y) = (Tensor::randn([20000, 3], tch::kind::FLOAT_CPU), Tensor::randn([20000, 3], tch::kind::FLOAT_CPU));
+        let mi = term(&loss(&x, &y, &EmiParams { eps: 0.0 }).unwrap(), "mutual_information");
+        assert!(mi.abs() < 2e-3, "{mi}");
+        // y = x + noise of variance s²: per dimension MI = ½ log(1 + 1/s²).
+        let noisy = &x + Tensor::randn([20000, 3], tch::kind::FLOAT_CPU) * 0.5;
+        let mi = term(&loss(&x, &noisy, &EmiParams { eps: 0.0 }).unwrap(), "mutual_information");
+        let want = 3.0 * 0.5 * (1.0f64 + 4.0).ln();
+        assert!((mi - want).abs() < 0.05, "{mi} vs {want}");
+        assert!(loss(&fixed(1, 4, 0.0), &fixed(1, 4, 0.0), &P).unwrap_err().to_string().contains("N = 1"));
+    }
+
+    #[test]
+    fn decreases_when_optimised() {
+        let (first, last) = descends(30, 0.05, |a, b| loss(a, b, &P).unwrap());
+        assert!(last < first - 1e-2, "{first} -> {last}");
+    }
+}
