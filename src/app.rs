@@ -172,7 +172,7 @@ fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: De
     let started = Instant::now();
     let info = &splits.info;
     tch::manual_seed(util::derive_seed(t.train.seed, "init") as i64);
-    let mut model = methods::Model::new(t, info.channels as i64, device);
+    let mut model = methods::Model::new(t, info.channels as i64, device)?;
     let norm = Normalize::new(&info.mean, &info.std, device);
     eprintln!("  {}: {} on {} ({}, width {})", t.id, t.method.name(), t.dataset, "resnet18", t.backbone.width);
     let outcome = if t.method.trains() {
@@ -301,7 +301,7 @@ fn export_checkpoint(lock: &Path, checkpoint: &Path, out: &Path) -> Result<Outco
         .with_context(|| format!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
     let t = &cfg.target;
     let info = data::lock::Lock::load(lock)?.info(&t.dataset)?;
-    let mut model = methods::Model::new(t, info.channels as i64, Device::Cpu);
+    let mut model = methods::Model::new(t, info.channels as i64, Device::Cpu)?;
     train::checkpoint::load_model(checkpoint, &mut model)?;
     let onnx = export::encoder_onnx(&model.encoder, info.channels as i64, &export::metadata(t.method.name(), &info, &t.id))?;
     tch::manual_seed(0);
@@ -392,15 +392,15 @@ fn loss(a: &LossArgs) -> Result<Outcome> {
             (Ok(l), serde_json::to_value(&p)?)
         }
         "simclr" => {
-            let p = loss_params(plan::SimclrParams { temperature: 0.5 }, &a.set)?;
+            let p = loss_params(plan::SimclrParams { projector: vec![z1.ncols() as i64], temperature: 0.5 }, &a.set)?;
             (losses::simclr::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
         }
         "barlow_twins" => {
-            let p = loss_params(plan::BarlowTwinsParams { lambda: 0.0051, scale: 1.0 }, &a.set)?;
+            let p = loss_params(plan::BarlowTwinsParams { projector: vec![z1.ncols() as i64], lambda: 0.0051, scale: 1.0 }, &a.set)?;
             (losses::barlow_twins::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
         }
         "vicreg" => {
-            let p = loss_params(plan::VicregParams { sim_coeff: 25.0, std_coeff: 25.0, cov_coeff: 1.0 }, &a.set)?;
+            let p = loss_params(plan::VicregParams { projector: vec![z1.ncols() as i64], sim_coeff: 25.0, std_coeff: 25.0, cov_coeff: 1.0 }, &a.set)?;
             (losses::vicreg::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
         }
         "byol" => {
@@ -410,7 +410,7 @@ fn loss(a: &LossArgs) -> Result<Outcome> {
             (losses::byol::loss(&t1, &t2), serde_json::json!({}))
         }
         "emi" => {
-            let p = loss_params(plan::EmiParams { eps: 1e-3 }, &a.set)?;
+            let p = loss_params(plan::EmiParams { projector: vec![z1.ncols() as i64], eps: 1e-3 }, &a.set)?;
             (losses::emi::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
         }
         other => bail!("repro loss: unknown method {other:?}; available: {LOSS_METHODS}"),

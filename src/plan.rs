@@ -37,6 +37,16 @@ pub struct Target {
 pub enum Method {
     /// CorInfoMax (Ozsoy et al., NeurIPS 2022, arXiv 2209.07999).
     CorInfoMax(CorInfoMaxParams),
+    /// SimCLR (Chen et al., ICML 2020, arXiv 2002.05709).
+    Simclr(SimclrParams),
+    /// Barlow Twins (Zbontar et al., ICML 2021, arXiv 2103.03230).
+    BarlowTwins(BarlowTwinsParams),
+    /// VICReg (Bardes et al., ICLR 2022, arXiv 2105.04906).
+    Vicreg(VicregParams),
+    /// BYOL (Grill et al., NeurIPS 2020, arXiv 2006.07733).
+    Byol(ByolParams),
+    /// EMI (Chang et al., arXiv 2409.04747; loss details unverified).
+    Emi(EmiParams),
     /// The backbone with its random initial weights: the floor trained numbers are read against.
     RandomInit,
 }
@@ -45,6 +55,11 @@ impl Method {
     pub fn name(&self) -> &'static str {
         match self {
             Method::CorInfoMax(_) => "corinfomax",
+            Method::Simclr(_) => "simclr",
+            Method::BarlowTwins(_) => "barlow_twins",
+            Method::Vicreg(_) => "vicreg",
+            Method::Byol(_) => "byol",
+            Method::Emi(_) => "emi",
             Method::RandomInit => "random_init",
         }
     }
@@ -79,6 +94,8 @@ pub struct CorInfoMaxParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimclrParams {
+    /// Projector sizes after the backbone (Linear-BN-ReLU blocks, plain last Linear), e.g. [2048, 128].
+    pub projector: Vec<i64>,
     /// Softmax temperature T of the logits.
     pub temperature: f64,
 }
@@ -87,6 +104,8 @@ pub struct SimclrParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BarlowTwinsParams {
+    /// Projector sizes (Linear-BN-ReLU blocks, bias-free Linears as the official code), e.g. [2048, 2048, 2048].
+    pub projector: Vec<i64>,
     /// Weight λ of the off-diagonal (redundancy) term; 0.0051 in the official code.
     pub lambda: f64,
     /// Factor on the whole loss (solo-learn's `scale_loss`); 1 in the official code.
@@ -97,6 +116,8 @@ pub struct BarlowTwinsParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VicregParams {
+    /// Expander sizes (Linear-BN-ReLU blocks, plain last Linear), e.g. [2048, 2048, 2048].
+    pub projector: Vec<i64>,
     /// Invariance weight λ (25 officially).
     pub sim_coeff: f64,
     /// Variance weight μ (25 officially).
@@ -105,10 +126,24 @@ pub struct VicregParams {
     pub cov_coeff: f64,
 }
 
+/// BYOL (`methods::byol`): projector and predictor heads and the target's EMA momentum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByolParams {
+    /// Projector sizes, e.g. [4096, 256] (Linear-BN-ReLU, plain last Linear).
+    pub projector: Vec<i64>,
+    /// Predictor sizes, e.g. [4096, 256]; the last must equal the projector's.
+    pub predictor: Vec<i64>,
+    /// Base EMA coefficient τ_base of the target (0.996 in the paper); τ rises to 1 on a cosine.
+    pub momentum: f64,
+}
+
 /// EMI (`losses::emi`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmiParams {
+    /// Projector sizes (Linear-BN-ReLU blocks, plain last Linear; unverified against the paper).
+    pub projector: Vec<i64>,
     /// ε·I added to each covariance before its log-determinant (unverified against the paper).
     pub eps: f64,
 }
@@ -473,40 +508,86 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     Target { id, description: s.description.clone(), method, dataset, backbone: Backbone { arch, width, zero_init_residual }, data, augment, train, eval, export, expected }
 }
 
+/// Typed method parameters, or the problem at its key path.
+fn typed<T: serde::de::DeserializeOwned>(params: Value, at: &str, p: &mut Problems) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(params) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { at.to_owned() } else { format!("{at}.{path}") };
+            p.push(&path, e.into_inner());
+            None
+        }
+    }
+}
+
+fn sizes(v: &[i64], at: &str, p: &mut Problems) {
+    if v.is_empty() || v.iter().any(|&d| d < 1) {
+        p.push(at, format!("expected a non-empty list of positive sizes, found {v:?}"));
+    }
+}
+
+/// The method names a suite may use.
+pub const METHODS: &str = "corinfomax, simclr, barlow_twins, vicreg, byol, emi, random_init";
+
 fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Method {
     let params = params.cloned().unwrap_or(Value::Mapping(Default::default()));
-    match name {
-        "corinfomax" => match serde_path_to_error::deserialize::<_, CorInfoMaxParams>(params) {
-            Ok(c) => {
-                if c.projector.is_empty() || c.projector.iter().any(|&d| d < 1) {
-                    p.push(&format!("{at}.projector"), format!("expected a non-empty list of positive sizes, found {:?}", c.projector));
-                }
-                p.non_negative(c.alpha, &format!("{at}.alpha"));
-                p.unit(c.la_r, &format!("{at}.la_r"));
-                p.unit(c.la_mu, &format!("{at}.la_mu"));
-                p.positive(c.r_ini, &format!("{at}.r_ini"));
-                p.non_negative(c.eps, &format!("{at}.eps"));
-                Method::CorInfoMax(c)
+    let k = |key: &str| format!("{at}.{key}");
+    let m = match name {
+        "corinfomax" => typed::<CorInfoMaxParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            p.non_negative(c.alpha, &k("alpha"));
+            p.unit(c.la_r, &k("la_r"));
+            p.unit(c.la_mu, &k("la_mu"));
+            p.positive(c.r_ini, &k("r_ini"));
+            p.non_negative(c.eps, &k("eps"));
+            Method::CorInfoMax(c)
+        }),
+        "simclr" => typed::<SimclrParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            p.positive(c.temperature, &k("temperature"));
+            Method::Simclr(c)
+        }),
+        "barlow_twins" => typed::<BarlowTwinsParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            p.non_negative(c.lambda, &k("lambda"));
+            p.positive(c.scale, &k("scale"));
+            Method::BarlowTwins(c)
+        }),
+        "vicreg" => typed::<VicregParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            for (v, key) in [(c.sim_coeff, "sim_coeff"), (c.std_coeff, "std_coeff"), (c.cov_coeff, "cov_coeff")] {
+                p.non_negative(v, &k(key));
             }
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { at.to_owned() } else { format!("{at}.{path}") };
-                p.push(&path, e.into_inner());
-                Method::RandomInit
+            Method::Vicreg(c)
+        }),
+        "byol" => typed::<ByolParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            sizes(&c.predictor, &k("predictor"), p);
+            if c.projector.last() != c.predictor.last() {
+                p.push(&k("predictor"), format!("the last size must equal the projector's ({:?}), found {:?}", c.projector.last(), c.predictor.last()));
             }
-        },
+            p.unit(c.momentum, &k("momentum"));
+            Method::Byol(c)
+        }),
+        "emi" => typed::<EmiParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            p.non_negative(c.eps, &k("eps"));
+            Method::Emi(c)
+        }),
         "random_init" => {
             if params.as_mapping().is_some_and(|m| !m.is_empty()) {
                 p.push(at, "random_init takes no parameters; remove method_params");
             }
-            Method::RandomInit
+            Some(Method::RandomInit)
         }
-        "" => Method::RandomInit,
+        "" => None,
         other => {
-            p.push(&at.replace("method_params", "method"), format!("unknown method {other:?}; expected one of: corinfomax, random_init"));
-            Method::RandomInit
+            p.push(&at.replace("method_params", "method"), format!("unknown method {other:?}; expected one of: {METHODS}"));
+            None
         }
-    }
+    };
+    m.unwrap_or(Method::RandomInit)
 }
 
 fn expected(e: &ExpectedSpec, at: &str, p: &mut Problems) -> Expected {

@@ -292,3 +292,31 @@ fn fetch_and_verify_handle_every_shipped_entry() {
     let e = stderr(&o);
     assert!(e.contains("ILSVRC2012_img_train.tar cannot be downloaded") && e.contains("image-net.org") && e.contains("cache/imagenet100/"), "{e}");
 }
+
+/// The shipped smoke suite: every method trains one short epoch from the suite, is exported (parity
+/// checked) and evaluated through ONNX Runtime, on real Fashion-MNIST.
+#[test]
+fn every_method_trains_from_a_suite() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = root.join("datasets.lock").display().to_string();
+    let suite = root.join("suites/smoke.yaml").display().to_string();
+    let o = sb.repro(&["--lock", &lock, "run", &suite, "--device", "cpu"]);
+    assert_exit(&o, 0);
+    for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "random_init"] {
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/metrics.json"))).unwrap()).unwrap();
+        let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
+        assert!(knn > 30.0 && knn <= 100.0, "{id}: k-NN {knn}");
+        if id != "random_init" {
+            let log = std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/train_log.jsonl"))).unwrap();
+            assert!(log.contains("\"loss\""), "{id}: {log}");
+        }
+    }
+    // BYOL's EMA target is checkpointed with the online model (safetensors' header names the tensors).
+    let ckpt = std::fs::read(sb.path("reports/smoke/byol/checkpoint.safetensors")).unwrap();
+    let has = |key: &str| ckpt.windows(key.len()).any(|w| w == key.as_bytes());
+    assert!(has("byol.target.conv1.weight") && has("byol.target.projector.0.weight") && has("model.method.predictor.0.weight"));
+}

@@ -37,14 +37,14 @@ mod tests {
     fn golden_values_from_the_formula() {
         // tests/fixtures/losses/baselines_golden.py
         for (t, want) in [(0.5, 1.6586458123867864), (0.1, 1.3720527178407718)] {
-            let l = loss(&fixed(8, 4, 0.0), &fixed(8, 4, 0.5), &SimclrParams { temperature: t }).unwrap();
+            let l = loss(&fixed(8, 4, 0.0), &fixed(8, 4, 0.5), &SimclrParams { projector: vec![], temperature: t }).unwrap();
             assert!((value(&l.total) - want).abs() < 1e-5, "T {t}: {} vs {want}", value(&l.total));
         }
     }
 
     #[test]
     fn symmetric_scale_free_and_checked() {
-        let p = SimclrParams { temperature: 0.2 };
+        let p = SimclrParams { projector: vec![], temperature: 0.2 };
         let (a, b) = (fixed(8, 4, 0.0), fixed(8, 4, 2.0));
         let ab = value(&loss(&a, &b, &p).unwrap().total);
         assert!((ab - value(&loss(&b, &a, &p).unwrap().total)).abs() < 1e-5);
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn decreases_when_optimised() {
-        let (first, last) = descends(30, 0.5, |a, b| loss(a, b, &SimclrParams { temperature: 0.5 }).unwrap());
+        let (first, last) = descends(30, 0.5, |a, b| loss(a, b, &SimclrParams { projector: vec![], temperature: 0.5 }).unwrap());
         assert!(last < first - 1e-2, "{first} -> {last}");
     }
 }

@@ -3,12 +3,12 @@
 //! Reference: `serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/pretrain_base.py`.
 
 use anyhow::{Context, Result};
-use tch::nn::{self, Module};
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use super::StepLoss;
 use crate::losses::corinfomax::{self as loss, BranchState};
-use crate::nn::heads::Mlp;
+use crate::nn::heads::{Mlp, Style};
 use crate::plan::CorInfoMaxParams;
 
 pub struct CorInfoMax {
@@ -22,14 +22,14 @@ impl CorInfoMax {
         let d = *params.projector.last().unwrap_or(&feature_dim);
         let dev = root.device();
         Self {
-            projector: Mlp::new(&(root / "projector"), feature_dim, &params.projector),
+            projector: Mlp::new(&(root / "projector"), feature_dim, &params.projector, Style::Plain),
             states: [BranchState::new(d, params.r_ini, dev), BranchState::new(d, params.r_ini, dev)],
             params: params.clone(),
         }
     }
 
     fn project(&self, h: &Tensor) -> Tensor {
-        let z = self.projector.forward(h);
+        let z = self.projector.forward_t(h, true);
         if self.params.normalize {
             let norm = z.square().sum_dim_intlist(1, true, Kind::Float).sqrt().clamp_min(1e-12);
             z / norm

@@ -1,7 +1,13 @@
 //! Methods: a method = backbone + heads + loss (+ its view pipeline). The registry is the one `match`
 //! on `plan::Method` in [`Model::new`]; the training loop only sees [`Model`].
 
+pub mod barlow_twins;
+pub mod byol;
 pub mod corinfomax;
+pub mod emi;
+pub mod projected;
+pub mod simclr;
+pub mod vicreg;
 
 use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
@@ -15,6 +21,9 @@ pub use crate::losses::Loss as StepLoss;
 
 enum Objective {
     CorInfoMax(corinfomax::CorInfoMax),
+    /// SimCLR, Barlow Twins, VICReg, EMI: projector + loss.
+    Projected(projected::Projected),
+    Byol(Box<byol::Byol>),
     None,
 }
 
@@ -27,17 +36,36 @@ pub struct Model {
 
 impl Model {
     /// Builds the variables on `device`; `in_channels` comes from the dataset.
-    pub fn new(t: &Target, in_channels: i64, device: tch::Device) -> Self {
+    pub fn new(t: &Target, in_channels: i64, device: tch::Device) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let encoder = match t.backbone.arch {
-            Arch::Resnet18 => ResNet18::new(&root, in_channels, t.backbone.width, t.backbone.zero_init_residual),
+        let make_encoder = |r: &nn::Path| match t.backbone.arch {
+            Arch::Resnet18 => ResNet18::new(r, in_channels, t.backbone.width, t.backbone.zero_init_residual),
         };
+        let encoder = make_encoder(&root);
+        let (m, d) = (&root / "method", encoder.out_dim());
         let objective = match &t.method {
-            Method::CorInfoMax(p) => Objective::CorInfoMax(corinfomax::CorInfoMax::new(&(&root / "method"), encoder.out_dim(), p)),
+            Method::CorInfoMax(p) => Objective::CorInfoMax(corinfomax::CorInfoMax::new(&m, d, p)),
+            Method::Simclr(p) => Objective::Projected(simclr::new(&m, d, p)),
+            Method::BarlowTwins(p) => Objective::Projected(barlow_twins::new(&m, d, p)),
+            Method::Vicreg(p) => Objective::Projected(vicreg::new(&m, d, p)),
+            Method::Emi(p) => Objective::Projected(emi::new(&m, d, p)),
+            Method::Byol(p) => Objective::Byol(Box::new(byol::Byol::new(&m, d, p, make_encoder))),
             Method::RandomInit => Objective::None,
         };
-        Self { vs, encoder, objective }
+        let mut model = Self { vs, encoder, objective };
+        if let Objective::Byol(b) = &mut model.objective {
+            b.init_target(&model.vs)?;
+        }
+        Ok(model)
+    }
+
+    /// After each optimizer step (`step` of `total`, 0-based): the methods' own updates (BYOL's EMA).
+    pub fn after_step(&mut self, step: usize, total: usize) -> Result<()> {
+        match &mut self.objective {
+            Objective::Byol(b) => b.after_step(&self.vs, step, total),
+            _ => Ok(()),
+        }
     }
 
     /// The SSL loss for two augmented, normalised views.
@@ -46,6 +74,8 @@ impl Model {
         let h2 = self.encoder.forward_t(v2, true);
         match &mut self.objective {
             Objective::CorInfoMax(m) => m.step(&h1, &h2),
+            Objective::Projected(m) => m.step(&h1, &h2),
+            Objective::Byol(m) => m.step(&h1, &h2, v1, v2),
             Objective::None => bail!("this method has no training objective"),
         }
     }
@@ -54,14 +84,16 @@ impl Model {
     pub fn method_state(&self) -> Vec<(String, Tensor)> {
         match &self.objective {
             Objective::CorInfoMax(m) => m.state(),
-            Objective::None => Vec::new(),
+            Objective::Byol(m) => m.state(),
+            Objective::Projected(_) | Objective::None => Vec::new(),
         }
     }
 
     pub fn load_method_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
         match &mut self.objective {
             Objective::CorInfoMax(m) => m.load_state(named),
-            Objective::None => Ok(()),
+            Objective::Byol(m) => m.load_state(named),
+            Objective::Projected(_) | Objective::None => Ok(()),
         }
     }
 }

@@ -133,6 +133,7 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
             opt.zero_grad();
             out.total.backward();
             opt.step(lr);
+            model.after_step(epoch * steps_per_epoch + s, total)?;
             sum += value;
             for (k, v) in &out.terms {
                 *term_sums.entry((*k).to_owned()).or_default() += v.double_value(&[]);
