@@ -6,12 +6,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use repro::data::augment::{random_view, Normalize};
 use repro::methods::Model;
 use repro::plan::{self, Target};
-use repro::train::optim::Sgd;
+use repro::train::optim::Optimizer;
 use tch::{Device, Kind, Tensor};
 
 fn target(width: i64) -> Target {
     let yaml = format!(
-        "id: bench\nmethod: corinfomax\nmethod_params: {{projector: [512, 512, 64], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\ndataset: fashion_mnist\nbackbone: {{arch: resnet18, width: {width}, zero_init_residual: true}}\ndata: {{monitor_holdout: 1, monitor_bank: 1}}\naugment: {{crop_scale: [0.2, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5, jitter: {{p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2}}, blur: {{p: [1.0, 0.1], sigma: [0.1, 1.0]}}, solarize: {{p: [0.0, 0.2], threshold: 0.5}}}}\ntrain: {{epochs: 1, batch_size: 256, seed: 0, lr: 0.3, momentum: 0.9, weight_decay: 1.0e-4, warmup_epochs: 0, min_lr: 0}}\neval: {{batch_size: 256, knn: {{k: 20, temperature: 0.07, distance: cosine}}, linear: {{epochs: 1, batch_size: 256, lr: 0.1, momentum: 0.9, weight_decay: 0, standardize: true}}}}\nexport: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
+        "id: bench\nmethod: corinfomax\nmethod_params: {{projector: [512, 512, 64], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\ndataset: fashion_mnist\nbackbone: {{arch: resnet18, width: {width}, zero_init_residual: true}}\ndata: {{monitor_holdout: 1, monitor_bank: 1}}\naugment: {{crop_scale: [0.2, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5, jitter: {{p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2}}, blur: {{p: [1.0, 0.1], sigma: [0.1, 1.0]}}, solarize: {{p: [0.0, 0.2], threshold: 0.5}}}}\ntrain: {{epochs: 1, batch_size: 256, seed: 0, lr: 0.3, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 1.0e-4, warmup_epochs: 0, min_lr: 0}}\neval: {{batch_size: 256, knn: {{k: 20, temperature: 0.07, distance: cosine}}, linear: {{epochs: 1, batch_size: 256, lr: 0.1, momentum: 0.9, weight_decay: 0, standardize: true}}}}\nexport: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
     );
     let spec: repro::suite::TargetSpec = serde_yaml::from_str(&yaml).expect("bench target");
     let suite = repro::suite::LoadedSuite { path: "bench.yaml".into(), name: "bench".into(), version: 1, description: None, targets: vec![spec] };
@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("two_view_augment", |b| b.iter(|| (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))));
     let mut model = Model::new(&t, 1, Device::Cpu).expect("model");
-    let mut opt = Sgd::new(&model.vs, 0.9, 1e-4);
+    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4);
     g.bench_function("corinfomax_step_w8", |b| {
         b.iter(|| {
             let v1 = norm.apply(&random_view(&x, &t.augment, 0));

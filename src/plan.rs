@@ -205,13 +205,38 @@ pub struct Solarize {
     pub threshold: f64,
 }
 
+/// The optimizer (`train.optimizer: {name: ..., ...}`); semantics in `train::optim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// SGD with momentum (PyTorch semantics, L2 weight decay).
+    Sgd { momentum: f64 },
+    /// LARS (barlowtwins/BYOL): trust ratio η‖p‖/‖g‖; 1-D variables plain when `exclude_bias_and_norm`.
+    Lars { momentum: f64, eta: f64, exclude_bias_and_norm: bool },
+    /// Adam with L2 weight decay (PyTorch semantics).
+    Adam { beta1: f64, beta2: f64, eps: f64 },
+    /// AdamW: decoupled weight decay.
+    Adamw { beta1: f64, beta2: f64, eps: f64 },
+}
+
+/// The learning-rate schedule after the linear warm-up (`train.schedule: {name: ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// Cosine from `train.lr` to `train.min_lr` over the remaining steps.
+    WarmupCosine,
+    /// ×`gamma` at each milestone epoch (PyTorch MultiStepLR).
+    Multistep { milestones: Vec<usize>, gamma: f64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Train {
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
     pub lr: f64,
-    pub momentum: f64,
+    pub optimizer: Optimizer,
+    pub schedule: Schedule,
     pub weight_decay: f64,
     pub warmup_epochs: f64,
     pub min_lr: f64,
@@ -439,12 +464,47 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     p.unit(augment.hflip, &at("augment.hflip"));
 
     let t = s.train.clone().unwrap_or_default();
+    let optimizer = match t.optimizer.clone() {
+        Some(v) => typed::<Optimizer>(v, &at("train.optimizer"), p),
+        None => {
+            p.push(&at("train.optimizer"), "missing: e.g. {name: sgd, momentum: 0.9}, {name: lars, momentum: 0.9, eta: 0.02, exclude_bias_and_norm: true}, {name: adam, beta1: 0.9, beta2: 0.999, eps: 1.0e-8} or adamw");
+            None
+        }
+    }
+    .unwrap_or(Optimizer::Sgd { momentum: 0.0 });
+    match &optimizer {
+        Optimizer::Sgd { momentum } => p.unit(*momentum, &at("train.optimizer.momentum")),
+        Optimizer::Lars { momentum, eta, .. } => {
+            p.unit(*momentum, &at("train.optimizer.momentum"));
+            p.positive(*eta, &at("train.optimizer.eta"));
+        }
+        Optimizer::Adam { beta1, beta2, eps } | Optimizer::Adamw { beta1, beta2, eps } => {
+            p.unit(*beta1, &at("train.optimizer.beta1"));
+            p.unit(*beta2, &at("train.optimizer.beta2"));
+            p.positive(*eps, &at("train.optimizer.eps"));
+        }
+    }
+    let schedule = match t.schedule.clone() {
+        Some(v) => typed::<Schedule>(v, &at("train.schedule"), p),
+        None => {
+            p.push(&at("train.schedule"), "missing: {name: warmup_cosine} or {name: multistep, milestones: [EPOCH, ...], gamma: 0.2}");
+            None
+        }
+    }
+    .unwrap_or(Schedule::WarmupCosine);
+    if let Schedule::Multistep { milestones, gamma } = &schedule {
+        p.positive(*gamma, &at("train.schedule.gamma"));
+        if milestones.windows(2).any(|w| w[0] >= w[1]) {
+            p.push(&at("train.schedule.milestones"), format!("expected increasing epochs, found {milestones:?}"));
+        }
+    }
     let train = Train {
         epochs: p.req(t.epochs, &at("train.epochs"), 0),
         batch_size: p.req(t.batch_size, &at("train.batch_size"), 2),
         seed: p.req(t.seed, &at("train.seed"), 0),
         lr: p.req(t.lr, &at("train.lr"), 0.1),
-        momentum: p.req(t.momentum, &at("train.momentum"), 0.0),
+        optimizer,
+        schedule,
         weight_decay: p.req(t.weight_decay, &at("train.weight_decay"), 0.0),
         warmup_epochs: p.req(t.warmup_epochs, &at("train.warmup_epochs"), 0.0),
         min_lr: p.req(t.min_lr, &at("train.min_lr"), 0.0),
@@ -454,7 +514,6 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     }
     p.at_least(train.batch_size, 2, &at("train.batch_size"));
     p.positive(train.lr, &at("train.lr"));
-    p.unit(train.momentum, &at("train.momentum"));
     p.non_negative(train.weight_decay, &at("train.weight_decay"));
     p.non_negative(train.warmup_epochs, &at("train.warmup_epochs"));
     p.non_negative(train.min_lr, &at("train.min_lr"));

@@ -41,12 +41,13 @@ fn unknown_key_exits_2_naming_file_line_and_path() {
 fn invalid_values_are_all_listed() {
     let sb = Sandbox::new();
     sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
-    sb.write("s.yaml", &tiny_suite(1).replace("lr: 0.1, momentum", "lr: -1, momentum").replace("k: 20", "k: 0"));
+    sb.write("s.yaml", &tiny_suite(1).replace("lr: 0.1, optimizer: {name: sgd, momentum: 0.9}", "lr: -1, optimizer: {name: lars, momentum: 0.9}").replace("k: 20", "k: 0"));
     let o = sb.repro(&["validate", "s.yaml"]);
     assert_exit(&o, 2);
     let e = stderr(&o);
     assert!(e.contains("(cim).train.lr: expected a positive number, found -1"), "{e}");
     assert!(e.contains("(floor).eval.knn.k: expected at least 1, found 0"), "{e}");
+    assert!(e.contains("(cim).train.optimizer: missing field `eta`"), "{e}");
 }
 
 #[test]

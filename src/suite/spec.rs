@@ -115,7 +115,11 @@ pub struct TrainSpec {
     pub batch_size: Option<usize>,
     pub seed: Option<u64>,
     pub lr: Option<f64>,
-    pub momentum: Option<f64>,
+    /// `{name: sgd, momentum}`, `{name: lars, momentum, eta, exclude_bias_and_norm}`,
+    /// `{name: adam | adamw, beta1, beta2, eps}`.
+    pub optimizer: Option<Value>,
+    /// `{name: warmup_cosine}` or `{name: multistep, milestones: [epochs], gamma}` (after the warm-up).
+    pub schedule: Option<Value>,
     pub weight_decay: Option<f64>,
     /// Linear warm-up length, in epochs (may be fractional).
     pub warmup_epochs: Option<f64>,

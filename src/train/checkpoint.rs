@@ -1,5 +1,5 @@
 //! Checkpoints: one safetensors file with the model's variables (`model.<name>`), the optimizer's
-//! momentum buffers (`optim.<name>`) and the method's running state, plus `checkpoint.json` saying
+//! state (`optim.<name>[.<buffer>]`, `optim.step`) and the method's running state, plus `checkpoint.json` saying
 //! how many epochs it holds. Both are written atomically, tensors first, so the JSON never points
 //! at a half-written file.
 
@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::optim::Sgd;
+use super::optim::Optimizer;
 use crate::methods::Model;
 use crate::util;
 
@@ -21,7 +21,7 @@ struct Progress {
     epochs_done: usize,
 }
 
-pub fn save(dir: &Path, model: &Model, opt: &Sgd, epochs_done: usize) -> Result<()> {
+pub fn save(dir: &Path, model: &Model, opt: &Optimizer, epochs_done: usize) -> Result<()> {
     let mut named: Vec<(String, Tensor)> =
         model.vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), t.detach().to_device(tch::Device::Cpu))).collect();
     named.extend(opt.state().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))));
@@ -54,7 +54,7 @@ pub fn load_model(path: &Path, model: &mut Model) -> Result<Vec<(String, Tensor)
 }
 
 /// Restores the latest checkpoint in `dir`, if any; returns the epochs it holds.
-pub fn load(dir: &Path, model: &mut Model, opt: &mut Sgd) -> Result<Option<usize>> {
+pub fn load(dir: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<Option<usize>> {
     let progress = dir.join(PROGRESS);
     if !progress.exists() {
         return Ok(None);

@@ -1,4 +1,4 @@
-//! The single training loop: seeded epochs of two-view batches, SGD with warm-up + cosine, one JSON
+//! The single training loop: seeded epochs of two-view batches, the suite's optimizer and schedule, one JSON
 //! line per epoch in `train_log.jsonl` (loss terms, learning rate, images/s, held-out k-NN), and a
 //! checkpoint after every epoch from which an interrupted run resumes exactly.
 
@@ -103,7 +103,7 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
     }
     let total = steps_per_epoch * t.train.epochs;
     let warmup = (t.train.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let mut opt = optim::Sgd::new(&model.vs, t.train.momentum, t.train.weight_decay);
+    let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay);
     let log_path = dir.join("train_log.jsonl");
     let mut start_epoch = 0;
     let mut logs: Vec<EpochLog> = Vec::new();
@@ -129,7 +129,7 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
             if !value.is_finite() {
                 bail!("loss became {value} at epoch {}, step {s}; lower train.lr or check the method parameters", epoch + 1);
             }
-            lr = optim::warmup_cosine(epoch * steps_per_epoch + s, total, warmup, t.train.lr, t.train.min_lr);
+            lr = optim::learning_rate(&t.train.schedule, epoch * steps_per_epoch + s, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
             opt.zero_grad();
             out.total.backward();
             opt.step(lr);

@@ -1,26 +1,45 @@
-//! SGD with momentum and weight decay (PyTorch `torch.optim.SGD` semantics: g ← g + wd·p,
-//! b ← μ·b + g, p ← p − lr·b) with its buffers exposed for checkpoints, and the linear-warm-up +
-//! cosine schedule of the CorInfoMax runs (solo-learn / PL-Bolts `LinearWarmupCosineAnnealingLR`,
-//! stepped per iteration here).
+//! The optimizers and learning-rate schedules the recipes need, with their state exposed for
+//! checkpoints (`optim.<variable>[.<buffer>]`, plus `optim.step`):
+//! - SGD, PyTorch `torch.optim.SGD` semantics: g ← g + wd·p, b ← μ·b + g, p ← p − lr·b.
+//! - LARS as `facebookresearch/barlowtwins` `main.py` (also BYOL's and solo-learn's): g ← g + wd·p,
+//!   then g ← g·η‖p‖/‖g‖ (1 when either norm is 0), b ← μ·b + g, p ← p − lr·b; with
+//!   `exclude_bias_and_norm`, 1-D variables (biases, BatchNorm) skip both the decay and the adaptation.
+//! - Adam / AdamW, PyTorch semantics: Adam adds wd·p to the gradient (L2), AdamW decays the weights
+//!   directly (p ← p − lr·wd·p); m and v with bias correction, p ← p − lr·m̂/(√v̂ + ε).
+//! Schedules: linear warm-up from 0 over `warmup` steps, then cosine to `min_lr` (solo-learn / PL-Bolts
+//! `LinearWarmupCosineAnnealingLR`, stepped per iteration) or PyTorch `MultiStepLR` (×γ at each
+//! milestone epoch).
 
 use anyhow::{Context, Result};
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
 
-pub struct Sgd {
+use crate::plan::{Optimizer as Kind_, Schedule};
+
+pub struct Optimizer {
     params: Vec<(String, Tensor)>,
-    buffers: Vec<Tensor>,
-    momentum: f64,
+    /// Per variable: [momentum] (SGD, LARS) or [exp_avg, exp_avg_sq] (Adam, AdamW).
+    buffers: Vec<Vec<Tensor>>,
+    kind: Kind_,
     weight_decay: f64,
+    /// Steps taken (Adam's bias correction).
+    step: i64,
 }
 
-impl Sgd {
+fn buffer_names(kind: &Kind_) -> &'static [&'static str] {
+    match kind {
+        Kind_::Sgd { .. } | Kind_::Lars { .. } => &[""],
+        Kind_::Adam { .. } | Kind_::Adamw { .. } => &[".exp_avg", ".exp_avg_sq"],
+    }
+}
+
+impl Optimizer {
     /// Optimises every trainable variable of `vs` (sorted by name for a stable order).
-    pub fn new(vs: &VarStore, momentum: f64, weight_decay: f64) -> Self {
-        let mut params: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    pub fn new(vs: &VarStore, kind: &Kind_, weight_decay: f64) -> Self {
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Self { params, buffers, momentum, weight_decay }
+        let n = buffer_names(kind).len();
+        let buffers = params.iter().map(|(_, p)| (0..n).map(|_| p.zeros_like()).collect()).collect();
+        Self { params, buffers, kind: kind.clone(), weight_decay, step: 0 }
     }
 
     pub fn zero_grad(&mut self) {
@@ -33,36 +52,95 @@ impl Sgd {
     }
 
     pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let (wd, t) = (self.weight_decay, self.step as f64);
         tch::no_grad(|| {
-            for ((_, p), b) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
+            for ((_, p), bufs) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let g = if self.weight_decay != 0.0 { &g + &*p * self.weight_decay } else { g };
-                let _ = b.g_mul_scalar_(self.momentum).g_add_(&g);
-                let _ = p.g_sub_(&(&*b * lr));
+                match self.kind {
+                    Kind_::Sgd { momentum } => {
+                        let g = if wd != 0.0 { &g + &*p * wd } else { g };
+                        let _ = bufs[0].g_mul_scalar_(momentum).g_add_(&g);
+                        let _ = p.g_sub_(&(&bufs[0] * lr));
+                    }
+                    Kind_::Lars { momentum, eta, exclude_bias_and_norm } => {
+                        let plain = exclude_bias_and_norm && p.dim() == 1;
+                        let mut g = if wd != 0.0 && !plain { &g + &*p * wd } else { g };
+                        if !plain {
+                            let (pn, gn) = (p.norm().double_value(&[]), g.norm().double_value(&[]));
+                            if pn > 0.0 && gn > 0.0 {
+                                g = g * (eta * pn / gn);
+                            }
+                        }
+                        let _ = bufs[0].g_mul_scalar_(momentum).g_add_(&g);
+                        let _ = p.g_sub_(&(&bufs[0] * lr));
+                    }
+                    Kind_::Adam { beta1, beta2, eps } | Kind_::Adamw { beta1, beta2, eps } => {
+                        let decoupled = matches!(self.kind, Kind_::Adamw { .. });
+                        let g = if wd != 0.0 && !decoupled { &g + &*p * wd } else { g };
+                        if wd != 0.0 && decoupled {
+                            let _ = p.g_mul_scalar_(1.0 - lr * wd);
+                        }
+                        let _ = bufs[0].g_mul_scalar_(beta1).g_add_(&(&g * (1.0 - beta1)));
+                        let _ = bufs[1].g_mul_scalar_(beta2).g_add_(&(g.square() * (1.0 - beta2)));
+                        let m_hat = &bufs[0] / (1.0 - beta1.powf(t));
+                        let v_hat = &bufs[1] / (1.0 - beta2.powf(t));
+                        let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + eps) * lr));
+                    }
+                }
             }
         });
     }
 
-    /// Momentum buffers, named `optim.<variable>`.
+    /// Buffers named `optim.<variable><suffix>`, and `optim.step`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().zip(&self.buffers).map(|((n, _), b)| (format!("optim.{n}"), b.shallow_clone())).collect()
+        let names = buffer_names(&self.kind);
+        let mut v: Vec<(String, Tensor)> = self
+            .params
+            .iter()
+            .zip(&self.buffers)
+            .flat_map(|((n, _), bufs)| names.iter().zip(bufs).map(move |(s, b)| (format!("optim.{n}{s}"), b.shallow_clone())))
+            .collect();
+        v.push(("optim.step".into(), Tensor::from_slice(&[self.step]).to_kind(Kind::Int64)));
+        v
     }
 
     pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
-        for ((n, _), b) in self.params.iter().zip(self.buffers.iter_mut()) {
-            let key = format!("optim.{n}");
-            let t = named.iter().find(|(k, _)| *k == key).with_context(|| format!("checkpoint lacks {key}"))?;
-            tch::no_grad(|| b.copy_(&t.1));
+        let names = buffer_names(&self.kind);
+        for ((n, _), bufs) in self.params.iter().zip(self.buffers.iter_mut()) {
+            for (s, b) in names.iter().zip(bufs.iter_mut()) {
+                let key = format!("optim.{n}{s}");
+                let t = named.iter().find(|(k, _)| *k == key).with_context(|| format!("checkpoint lacks {key} (written for another optimizer?)"))?;
+                tch::no_grad(|| b.copy_(&t.1));
+            }
+        }
+        // Checkpoints from before `optim.step` existed were SGD-only, where the count is unused.
+        if let Some((_, t)) = named.iter().find(|(k, _)| k == "optim.step") {
+            self.step = t.int64_value(&[0]);
         }
         Ok(())
     }
 }
 
-/// Learning rate at `step` of `total`: linear warm-up from 0 over `warmup` steps, then cosine from
-/// `base` to `min`.
+/// Learning rate at optimizer step `step` (0-based) of `total`, with `per_epoch` steps an epoch:
+/// linear warm-up over `warmup` steps, then the schedule.
+pub fn learning_rate(schedule: &Schedule, step: usize, total: usize, per_epoch: usize, warmup: usize, base: f64, min: f64) -> f64 {
+    match schedule {
+        Schedule::WarmupCosine => warmup_cosine(step, total, warmup, base, min),
+        Schedule::Multistep { milestones, gamma } => {
+            if step < warmup {
+                return base * (step + 1) as f64 / warmup as f64;
+            }
+            let epoch = step / per_epoch.max(1);
+            base * gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32)
+        }
+    }
+}
+
+/// Linear warm-up from 0 over `warmup` steps, then cosine from `base` to `min`.
 pub fn warmup_cosine(step: usize, total: usize, warmup: usize, base: f64, min: f64) -> f64 {
     if step < warmup {
         return base * (step + 1) as f64 / warmup as f64;
@@ -84,26 +162,98 @@ mod tests {
         assert!((warmup_cosine(55, 100, 10, 1.0, 0.1) - 0.55).abs() < 1e-12);
         assert!(warmup_cosine(99, 100, 10, 1.0, 0.0) < 0.01);
         assert!((warmup_cosine(5, 100, 0, 2.0, 0.0) - 2.0 * 0.5 * (1.0 + (std::f64::consts::PI * 0.05).cos())).abs() < 1e-12);
+        // AMDIM-style: warm-up over 5 steps, ×0.2 at epochs 2 and 3 (10 steps an epoch).
+        let ms = Schedule::Multistep { milestones: vec![2, 3], gamma: 0.2 };
+        let lr = |s| learning_rate(&ms, s, 40, 10, 5, 1.0, 0.0);
+        assert!((lr(0) - 0.2).abs() < 1e-12 && (lr(5) - 1.0).abs() < 1e-12 && (lr(19) - 1.0).abs() < 1e-12);
+        assert!((lr(20) - 0.2).abs() < 1e-12 && (lr(35) - 0.04).abs() < 1e-12);
+    }
+
+    fn one_var(values: &[f32]) -> (VarStore, Tensor) {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var_copy("w", &Tensor::from_slice(values));
+        (vs, w)
+    }
+
+    /// Two steps of loss = Σ w² (gradient 2w) with each optimizer; expected values by hand.
+    fn run(kind: Kind_, wd: f64, lr: f64, w0: &[f32]) -> Vec<f64> {
+        let (vs, w) = one_var(w0);
+        let mut opt = Optimizer::new(&vs, &kind, wd);
+        for _ in 0..2 {
+            opt.zero_grad();
+            (&w * &w).sum(Kind::Float).backward();
+            opt.step(lr);
+        }
+        (0..w0.len()).map(|i| w.double_value(&[i as i64])).collect()
     }
 
     #[test]
-    fn matches_pytorch_sgd_by_hand() {
-        let vs = VarStore::new(tch::Device::Cpu);
-        let w = vs.root().var_copy("w", &Tensor::from_slice(&[1.0f32, -2.0]));
-        let mut opt = Sgd::new(&vs, 0.9, 0.1);
-        for _ in 0..2 {
-            opt.zero_grad();
-            (&w * &w).sum(tch::Kind::Float).backward();
-            opt.step(0.5);
-        }
-        // step 1: g = 2w + 0.1w = 2.1w; b = g; w1 = w(1 - 1.05) = -0.05w
-        // step 2: g = 2.1·w1; b = 0.9·2.1w + 2.1w1; w2 = w1 - 0.5·b
-        let w0 = [1.0f64, -2.0];
-        for (i, &x) in w0.iter().enumerate() {
+    fn sgd_matches_pytorch_by_hand() {
+        // step 1: g = 2.1w; b = g; w1 = w(1 − 1.05) = −0.05w. step 2: b = 0.9·2.1w + 2.1w1; w2 = w1 − 0.5b.
+        let got = run(Kind_::Sgd { momentum: 0.9 }, 0.1, 0.5, &[1.0, -2.0]);
+        for (x, g) in [1.0f64, -2.0].iter().zip(got) {
             let w1 = -0.05 * x;
-            let b = 0.9 * 2.1 * x + 2.1 * w1;
-            let w2 = w1 - 0.5 * b;
-            assert!((w.double_value(&[i as i64]) - w2).abs() < 1e-5);
+            let w2 = w1 - 0.5 * (0.9 * 2.1 * x + 2.1 * w1);
+            assert!((g - w2).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn lars_scales_by_the_trust_ratio_and_skips_1d() {
+        // 2-D variable: g = 2w + wd·w = 2.1w, trust η‖w‖/‖g‖ = η/2.1, so the update is η·w: w1 = w(1 − lr·η).
+        let vs = VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var_copy("w", &Tensor::from_slice(&[3.0f32, 4.0]).reshape([1, 2]));
+        let b = vs.root().var_copy("b", &Tensor::from_slice(&[3.0f32, 4.0]));
+        let mut opt = Optimizer::new(&vs, &Kind_::Lars { momentum: 0.9, eta: 0.02, exclude_bias_and_norm: true }, 0.1);
+        opt.zero_grad();
+        ((&w * &w).sum(Kind::Float) + (&b * &b).sum(Kind::Float)).backward();
+        opt.step(2.0);
+        assert!((w.double_value(&[0, 0]) - 3.0 * (1.0 - 2.0 * 0.02)).abs() < 1e-5);
+        // 1-D variable: plain momentum SGD, no decay: b1 = b − lr·2b = −3b.
+        assert!((b.double_value(&[1]) - 4.0 * (1.0 - 4.0)).abs() < 1e-4);
+    }
+
+    #[test]
+    fn adam_and_adamw_match_pytorch_by_hand() {
+        let (b1, b2, eps) = (0.8, 0.999, 1e-8);
+        for decoupled in [false, true] {
+            let kind = if decoupled { Kind_::Adamw { beta1: b1, beta2: b2, eps } } else { Kind_::Adam { beta1: b1, beta2: b2, eps } };
+            let (lr, wd) = (0.1, 0.01);
+            let got = run(kind, wd, lr, &[1.0, -2.0]);
+            for (x0, g) in [1.0f64, -2.0].iter().zip(got) {
+                let (mut x, mut m, mut v) = (*x0, 0.0, 0.0);
+                for t in 1..=2 {
+                    let mut grad = 2.0 * x;
+                    if decoupled {
+                        x *= 1.0 - lr * wd;
+                    } else {
+                        grad += wd * x;
+                    }
+                    m = b1 * m + (1.0 - b1) * grad;
+                    v = b2 * v + (1.0 - b2) * grad * grad;
+                    let (mh, vh) = (m / (1.0 - b1.powi(t)), v / (1.0 - b2.powi(t)));
+                    x -= lr * mh / (vh.sqrt() + eps);
+                }
+                assert!((g - x).abs() < 1e-5, "decoupled {decoupled}: {g} vs {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let kind = Kind_::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+        let (vs, w) = one_var(&[1.0, 2.0]);
+        let mut opt = Optimizer::new(&vs, &kind, 0.0);
+        opt.zero_grad();
+        (&w * &w).sum(Kind::Float).backward();
+        opt.step(0.1);
+        let saved = opt.state();
+        assert!(saved.iter().any(|(n, _)| n == "optim.w.exp_avg_sq") && saved.iter().any(|(n, _)| n == "optim.step"));
+        let mut fresh = Optimizer::new(&vs, &kind, 0.0);
+        fresh.load_state(&saved).unwrap();
+        assert_eq!(fresh.step, 1);
+        assert!(fresh.buffers[0][1].equal(&opt.buffers[0][1]));
+        let mut sgd = Optimizer::new(&vs, &Kind_::Sgd { momentum: 0.9 }, 0.0);
+        assert!(sgd.load_state(&saved).unwrap_err().to_string().contains("optim.w"));
     }
 }
