@@ -74,6 +74,15 @@ pub(crate) mod testing {
         value(&l.terms.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no term {name}")).1)
     }
 
+    /// Asserts l(a, b) = l(b, a) on two fixed inputs, and that a batch of one is refused.
+    pub fn symmetric_and_refuses_one(f: impl Fn(&Tensor, &Tensor) -> anyhow::Result<super::Loss>) {
+        let (a, b) = (fixed2(16, 6, 0.0), fixed2(16, 6, 2.0));
+        let (ab, ba) = (value(&f(&a, &b).expect("loss").total), value(&f(&b, &a).expect("loss").total));
+        assert!((ab - ba).abs() < 1e-4 * ab.abs().max(1.0), "{ab} vs {ba}");
+        let e = f(&fixed(1, 6, 0.0), &fixed(1, 6, 0.0)).expect_err("a batch of one").to_string();
+        assert!(e.contains("N = 1"), "{e}");
+    }
+
     /// Optimises a linear map of fixed inputs for `steps` SGD steps; returns (loss at step 1, last).
     pub fn descends(steps: usize, lr: f64, f: impl Fn(&Tensor, &Tensor) -> super::Loss) -> (f64, f64) {
         let _rng = crate::rng_lock();

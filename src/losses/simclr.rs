@@ -45,11 +45,10 @@ mod tests {
     #[test]
     fn symmetric_scale_free_and_checked() {
         let p = SimclrParams { projector: vec![], temperature: 0.2 };
+        symmetric_and_refuses_one(|a, b| loss(a, b, &p));
         let (a, b) = (fixed(8, 4, 0.0), fixed(8, 4, 2.0));
         let ab = value(&loss(&a, &b, &p).unwrap().total);
-        assert!((ab - value(&loss(&b, &a, &p).unwrap().total)).abs() < 1e-5);
         assert!((ab - value(&loss(&(&a * 3.0), &b, &p).unwrap().total)).abs() < 1e-5, "inputs are normalised");
-        assert!(loss(&fixed(1, 4, 0.0), &fixed(1, 4, 0.0), &p).unwrap_err().to_string().contains("N = 1"));
         assert!(loss(&fixed(8, 4, 0.0), &fixed(8, 3, 0.0), &p).unwrap_err().to_string().contains("same shape"));
     }
 
