@@ -244,16 +244,19 @@ fn fetch(lock: &Path, names: &[String], force: bool, decode: bool) -> Result<Out
     let mut opts = FetchOptions::from_env();
     opts.force = force;
     for n in names {
-        if let Some((train, test)) = data::folder_source(&l, n, &cache)? {
+        let fetched = if let Some((train, test)) = data::folder_source(&l, n, &cache)? {
             println!("{n}: reads the class folders {} and {} (nothing to download)", train.display(), test.display());
+            None
         } else {
-            for f in data::fetch::ensure_dataset(&l, n, &cache, &opts)? {
+            let files = data::fetch::ensure_dataset(&l, n, &cache, &opts)?;
+            for f in &files {
                 println!("{n}: {} ok", f.display());
             }
-        }
+            Some(files)
+        };
         if decode {
             let entry = l.get(n)?;
-            let s = data::load(lock, n, &opts, data::has_unlabeled(entry.format))?;
+            let s = data::load_from(&l, n, &opts, data::has_unlabeled(entry.format), fetched)?;
             let shape = |set: &data::ImageSet| format!("{}x{}x{}x{}", set.n, set.c, set.h, set.w);
             let mut line = format!("{n}: decoded train {}, test {}", shape(&s.train), shape(&s.test));
             if let Some(u) = &s.unlabeled {
@@ -365,11 +368,11 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
         .map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
 }
 
-/// The reference hyper-parameters `repro loss` uses unless `--set` changes them (each the official
-/// code's value; see the loss files' headers), and every method it knows.
+/// Every method `repro loss` knows (its defaults are the official codes' values; see `loss`).
 const LOSS_METHODS: &str = "barlow_twins, byol, corinfomax, emi, simclr, vicreg";
 
-/// Evaluates one method's objective on given embeddings and prints it as JSON.
+/// Evaluates one method's objective on given embeddings and prints it as JSON. Unless `--set`
+/// changes them, the hyper-parameters are the official codes' values (see the loss files' headers).
 fn loss(a: &LossArgs) -> Result<Outcome> {
     let (z1, z2) = (read_matrix(&a.z1)?, read_matrix(&a.z2)?);
     let to_tensor = |z: &ndarray::Array2<f64>| {

@@ -293,37 +293,30 @@ fn walk_images(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Decodes `paths` in parallel into one channel-first RGB [`ImageSet`] of size×size images.
-fn decode_files(
-    paths: &[PathBuf],
-    labels: Vec<u32>,
-    size: u32,
-    resize: Resize,
-) -> Result<ImageSet> {
-    let mut pixels = alloc(paths.len(), size)?;
-    let per = pixels.len() / paths.len().max(1);
-    pixels
-        .par_chunks_mut(per.max(1))
-        .zip(paths.par_iter())
-        .try_for_each(|(dst, path)| {
-            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            decode_buffer(&path.display().to_string(), ImageFormat::from_path(path).ok(), &bytes, size, resize, dst)
-        })?;
-    Ok(ImageSet { n: paths.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
+/// Decodes the image files at `paths` in parallel into one channel-first RGB [`ImageSet`] of
+/// size×size images.
+fn decode_files(paths: &[PathBuf], labels: Vec<u32>, size: u32, resize: Resize) -> Result<ImageSet> {
+    decode_parallel(paths, labels, size, |path, dst| {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        decode_buffer(&path.display().to_string(), ImageFormat::from_path(path).ok(), &bytes, size, resize, dst)
+    })
 }
 
 /// Decodes in-memory image files (`(name for errors, bytes)`, e.g. read from a tar stream) in
 /// parallel into one channel-first RGB [`ImageSet`] of size×size images, in the given order.
 pub fn decode_memory(items: &[(String, Vec<u8>)], labels: Vec<u32>, size: u32, resize: Resize) -> Result<ImageSet> {
+    decode_parallel(items, labels, size, |(name, bytes), dst| decode_buffer(name, ImageFormat::from_path(name).ok(), bytes, size, resize, dst))
+}
+
+/// One RGB size×size image per item, labelled by `labels`, each written into its slot of the
+/// pixel buffer by `decode_one` on the rayon pool; the output order is the items' order.
+fn decode_parallel<T: Sync>(items: &[T], labels: Vec<u32>, size: u32, decode_one: impl Fn(&T, &mut [u8]) -> Result<()> + Sync) -> Result<ImageSet> {
     if items.len() != labels.len() {
         bail!("{} images but {} labels", items.len(), labels.len());
     }
     let mut pixels = alloc(items.len(), size)?;
     let per = pixels.len() / items.len().max(1);
-    pixels
-        .par_chunks_mut(per.max(1))
-        .zip(items.par_iter())
-        .try_for_each(|(dst, (name, bytes))| decode_buffer(name, ImageFormat::from_path(name).ok(), bytes, size, resize, dst))?;
+    pixels.par_chunks_mut(per.max(1)).zip(items.par_iter()).try_for_each(|(dst, item)| decode_one(item, dst))?;
     Ok(ImageSet { n: items.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
 }
 

@@ -83,11 +83,11 @@ enum Source {
     Folders { train: PathBuf, test: PathBuf },
 }
 
-/// The folder trees a folder-reading format would use: `layout.train`/`layout.test` relative to the
-/// dataset's cache folder (or absolute).
-fn folder_paths(entry: &DatasetEntry, cache_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+/// The folder trees a folder-reading format uses: `layout.train`/`layout.test` relative to `root`
+/// (the dataset's cache folder, or its extracted archive), or absolute.
+fn folder_paths(entry: &DatasetEntry, root: &Path) -> Option<(PathBuf, PathBuf)> {
     let (train, test) = (entry.layout.train.as_ref()?, entry.layout.test.as_ref()?);
-    Some((cache_dir.join(train), cache_dir.join(test)))
+    Some((root.join(train), root.join(test)))
 }
 
 /// Files when the entry has them, except that imagenet_subset prefers extracted folders when both
@@ -129,7 +129,12 @@ pub fn folder_source(lock: &lock::Lock, name: &str, cache: &Path) -> Result<Opti
 /// Fetches (if needed), verifies and decodes a dataset named in the lock; a second call reads the
 /// decoded cache (without re-hashing the archives it was decoded from).
 pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions, unlabeled: bool) -> Result<Splits> {
-    let lock = lock::Lock::load(lock_path)?;
+    load_from(&lock::Lock::load(lock_path)?, name, opts, unlabeled, None)
+}
+
+/// [`load`] with the lock already read; `fetched` are the dataset's files when the caller has just
+/// fetched and verified them (`repro fetch --decode`), so they are not hashed a second time.
+pub fn load_from(lock: &lock::Lock, name: &str, opts: &fetch::FetchOptions, unlabeled: bool, fetched: Option<Vec<PathBuf>>) -> Result<Splits> {
     let info = lock.info(name)?;
     let entry = lock.get(name)?;
     if unlabeled && !has_unlabeled(entry.format) {
@@ -147,12 +152,13 @@ pub fn load(lock_path: &Path, name: &str, opts: &fetch::FetchOptions, unlabeled:
         let train = sets.pop().context("cached train split")?;
         return Ok(Splits { info, train, test, unlabeled });
     }
-    let files = match source {
-        Source::Files => fetch::ensure_dataset(&lock, name, &cache, opts)?,
-        Source::Folders { .. } => Vec::new(),
+    let files = match (&source, fetched) {
+        (Source::Files, Some(files)) => files,
+        (Source::Files, None) => fetch::ensure_dataset(lock, name, &cache, opts)?,
+        (Source::Folders { .. }, _) => Vec::new(),
     };
     eprintln!("decoding {name} (once; later runs read {})", decoded_dir.display());
-    let decoded = decode(&lock, name, entry, &files, &source, &info)?;
+    let decoded = decode(lock, name, entry, &files, &source, &info)?;
     check_labels(name, &info, &decoded)?;
     let stored: Vec<(&str, &ImageSet)> = decoded.iter().map(|(s, set)| (*s, set)).collect();
     decoded::store(&decoded_dir, &key, &stored)?;
@@ -247,11 +253,8 @@ fn decode(lock: &lock::Lock, name: &str, entry: &DatasetEntry, files: &[PathBuf]
         Format::ImageFolder => {
             let (train_dir, test_dir) = match source {
                 Source::Folders { train, test } => (train.clone(), test.clone()),
-                Source::Files => {
-                    let root = extracted(files)?;
-                    let (t, v) = (entry.layout.train.as_deref().unwrap_or("train"), entry.layout.test.as_deref().unwrap_or("val"));
-                    (root.join(t), root.join(v))
-                }
+                // The same layout keys, relative to the extracted archive instead of the cache folder.
+                Source::Files => folder_paths(entry, &extracted(files)?).context("layout.train/layout.test")?,
             };
             let (train, classes) = folder::decode_image_folder(&train_dir, None, size, resize)?;
             if classes.len() != info.classes {
