@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use repro::data::augment::{random_view, Normalize};
 use repro::data::folder::{decode_image_folder, decode_memory, Resize};
-use repro::plan::{Augment, Blur, Jitter, Solarize};
+use repro::plan::{Augment, Blur, Grayscale, Interpolation, Jitter, Solarize};
 use tch::{Device, Kind, Tensor};
 
 /// The asymmetric views of corinfomax-ssl's cifars-tiny/transform_utils.py (hue and grayscale aside).
@@ -16,7 +16,10 @@ fn views() -> Augment {
         crop_scale: [0.08, 1.0],
         crop_ratio: [0.75, 4.0 / 3.0],
         hflip: 0.5,
-        jitter: Some(Jitter { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2 }),
+        interpolation: Interpolation::Bicubic,
+        translate: None,
+        jitter: Some(Jitter { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }),
+        grayscale: Some(Grayscale { p: [0.2, 0.2] }),
         blur: Some(Blur { p: [1.0, 0.1], sigma: [0.1, 2.0] }),
         solarize: Some(Solarize { p: [0.0, 0.2], threshold: 0.5 }),
     }

@@ -178,19 +178,45 @@ pub struct Augment {
     pub crop_scale: [f64; 2],
     pub crop_ratio: [f64; 2],
     pub hflip: f64,
+    pub interpolation: Interpolation,
+    pub translate: Option<Translate>,
     pub jitter: Option<Jitter>,
+    pub grayscale: Option<Grayscale>,
     pub blur: Option<Blur>,
     pub solarize: Option<Solarize>,
 }
 
-/// Brightness, contrast and saturation jitter applied with probability `p` (torchvision
-/// `ColorJitter` factors: each drawn from [1 − v, 1 + v]).
+/// How the random resized crop is resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    Bilinear,
+    Bicubic,
+}
+
+/// Brightness, contrast, saturation and hue jitter applied with probability `p`, in a random order
+/// per image (torchvision `ColorJitter`: factors drawn from [1 − v, 1 + v], hue shift from [−h, h]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Jitter {
     pub p: f64,
     pub brightness: f64,
     pub contrast: f64,
     pub saturation: f64,
+    pub hue: f64,
+}
+
+/// A whole-pixel shift in [−pixels, pixels] on each axis with probability `p`, reflected borders
+/// (AMDIM's `RandomTranslateWithReflect`, the same as reflect-pad + random crop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Translate {
+    pub pixels: usize,
+    pub p: f64,
+}
+
+/// torchvision `RandomGrayscale` with a probability per view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grayscale {
+    pub p: [f64; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -424,13 +450,35 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             brightness: p.req(j.brightness, &at("augment.jitter.brightness"), 0.0),
             contrast: p.req(j.contrast, &at("augment.jitter.contrast"), 0.0),
             saturation: p.req(j.saturation, &at("augment.jitter.saturation"), 0.0),
+            hue: p.req(j.hue, &at("augment.jitter.hue"), 0.0),
         };
         p.unit(j.p, &at("augment.jitter.p"));
         for (v, k) in [(j.brightness, "brightness"), (j.contrast, "contrast"), (j.saturation, "saturation")] {
             p.unit(v, &at(&format!("augment.jitter.{k}")));
         }
+        if !(0.0..=0.5).contains(&j.hue) {
+            p.push(&at("augment.jitter.hue"), format!("expected a value in [0, 0.5], found {}", j.hue));
+        }
         j
     });
+    let grayscale = a.grayscale.map(|g| {
+        let g = Grayscale { p: p.req(g.p, &at("augment.grayscale.p"), [0.0; 2]) };
+        g.p.iter().for_each(|&v| p.unit(v, &at("augment.grayscale.p")));
+        g
+    });
+    let translate = a.translate.map(|t| {
+        let t = Translate { pixels: p.req(t.pixels, &at("augment.translate.pixels"), 0), p: p.req(t.p, &at("augment.translate.p"), 0.0) };
+        p.unit(t.p, &at("augment.translate.p"));
+        t
+    });
+    let interpolation = match p.req(a.interpolation, &at("augment.interpolation"), "bilinear".into()).as_str() {
+        "bilinear" => Interpolation::Bilinear,
+        "bicubic" => Interpolation::Bicubic,
+        other => {
+            p.push(&at("augment.interpolation"), format!("unknown interpolation {other:?}; expected bilinear or bicubic"));
+            Interpolation::Bilinear
+        }
+    };
     let blur = a.blur.map(|b| {
         let b = Blur { p: p.req(b.p, &at("augment.blur.p"), [0.0; 2]), sigma: p.req(b.sigma, &at("augment.blur.sigma"), [1.0; 2]) };
         b.p.iter().for_each(|&v| p.unit(v, &at("augment.blur.p")));
@@ -449,7 +497,10 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         crop_scale: p.req(a.crop_scale, &at("augment.crop_scale"), [1.0, 1.0]),
         crop_ratio: p.req(a.crop_ratio, &at("augment.crop_ratio"), [1.0, 1.0]),
         hflip: p.req(a.hflip, &at("augment.hflip"), 0.0),
+        interpolation,
+        translate,
         jitter,
+        grayscale,
         blur,
         solarize,
     };

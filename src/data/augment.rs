@@ -1,14 +1,17 @@
 //! Batched view augmentation on tensors (the same code path on CPU and GPU, nothing per image in
-//! Rust): random resized crop and horizontal flip as one affine resampling per image
-//! (`affine_grid` + bilinear `grid_sample` with reflection padding), then colour jitter, Gaussian
-//! blur and solarisation with per-image random draws, then normalisation. The two views may use
+//! Rust), in torchvision's order: random resized crop and horizontal flip as one affine resampling
+//! per image (`affine_grid` + bilinear or bicubic `grid_sample` with reflected borders, plus an
+//! optional pixel translation: the pad-and-crop of CIFAR pipelines), then colour jitter, random
+//! grayscale, Gaussian blur and solarisation with per-image random draws. The two views may use
 //! different probabilities (the asymmetric views of the CorInfoMax CIFAR code,
-//! `cifars-tiny/transform_utils.py`).
+//! `serdarozsoy/corinfomax-ssl` @ c0b917e, `cifars-tiny/transform_utils.py`).
 //!
-//! Jitter applies brightness, contrast and saturation in that fixed order (torchvision draws a
-//! random order) and has no hue term; saturation acts only on 3-channel images. Blur is a separable
-//! Gaussian with a per-image σ and a kernel of 2·⌈3σ_max⌉+1 taps (torchvision's PIL blur uses the
-//! radius directly; same σ meaning).
+//! Jitter follows torchvision `ColorJitter`: brightness, contrast, saturation and hue, applied in a
+//! random order drawn per image; each factor from [1 − v, 1 + v], the hue shift from [−h, h] of the
+//! colour circle through HSV (the formulas of torchvision's `_rgb2hsv`/`_hsv2rgb`). Saturation, hue
+//! and grayscale act only on 3-channel images. Blur is a separable Gaussian with a per-image σ and a
+//! kernel of 2·⌈3σ_max⌉+1 taps (torchvision's PIL blur uses the radius directly; same σ meaning).
+//! Bicubic resampling can overshoot, so the crop is clamped to [0, 1] as PIL's uint8 output is.
 //!
 //! Random resized crop samples area fraction s ~ U(scale) and log-aspect ~ U(log ratio) like
 //! torchvision's `RandomResizedCrop`; where torchvision retries up to 10 times when the box does
@@ -17,7 +20,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::plan::Augment;
+use crate::plan::{Augment, Interpolation, Jitter};
 
 /// Per-channel normalisation constants on a device, shaped [1, C, 1, 1].
 pub struct Normalize {
@@ -54,6 +57,9 @@ pub fn random_view(x: &Tensor, a: &Augment, view: usize) -> Tensor {
     if let Some(j) = &a.jitter {
         y = jitter(&y, j);
     }
+    if let Some(g) = &a.grayscale {
+        y = grayscale(&y, g.p[view]);
+    }
     if let Some(b) = &a.blur {
         y = blur(&y, b.p[view], b.sigma);
     }
@@ -74,25 +80,112 @@ fn factor(n: i64, v: f64, on: &Tensor) -> Tensor {
     (f - 1.0) * on + 1.0
 }
 
-fn jitter(x: &Tensor, j: &crate::plan::Jitter) -> Tensor {
-    let n = x.size()[0];
-    let on = coin(n, j.p, x.device());
-    let mut y = (x * factor(n, j.brightness, &on)).clamp(0.0, 1.0);
-    let gray = |t: &Tensor| -> Tensor {
-        if t.size()[1] == 3 {
-            let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).reshape([1, 3, 1, 1]).to_device(t.device());
-            (t * w).sum_dim_intlist(1, true, Kind::Float)
-        } else {
-            t.shallow_clone()
+/// ITU-R 601 luma [N, 1, H, W] of RGB images (torchvision `rgb_to_grayscale`); 1-channel images as they are.
+fn luma(t: &Tensor) -> Tensor {
+    if t.size()[1] == 3 {
+        let w = Tensor::from_slice(&[0.2989f32, 0.587, 0.114]).reshape([1, 3, 1, 1]).to_device(t.device());
+        (t * w).sum_dim_intlist(1, true, Kind::Float)
+    } else {
+        t.shallow_clone()
+    }
+}
+
+/// The four jitter operations, by index (torchvision's `fn_idx` numbering).
+const BRIGHTNESS: i64 = 0;
+const CONTRAST: i64 = 1;
+const SATURATION: i64 = 2;
+const HUE: i64 = 3;
+
+/// One jitter operation on a subset of images with their factors `f` ([n, 1, 1, 1]).
+fn jitter_op(op: i64, x: &Tensor, f: &Tensor) -> Tensor {
+    let rgb = x.size()[1] == 3;
+    match op {
+        BRIGHTNESS => (x * f).clamp(0.0, 1.0),
+        CONTRAST => {
+            let mean = luma(x).mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
+            ((x - &mean) * f + &mean).clamp(0.0, 1.0)
         }
-    };
-    let mean = gray(&y).mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
-    y = ((&y - &mean) * factor(n, j.contrast, &on) + &mean).clamp(0.0, 1.0);
-    if y.size()[1] == 3 && j.saturation > 0.0 {
-        let g = gray(&y);
-        y = ((&y - &g) * factor(n, j.saturation, &on) + &g).clamp(0.0, 1.0);
+        SATURATION if rgb => {
+            let g = luma(x);
+            ((x - &g) * f + &g).clamp(0.0, 1.0)
+        }
+        HUE if rgb => shift_hue(x, f),
+        _ => x.shallow_clone(),
+    }
+}
+
+fn jitter(x: &Tensor, j: &Jitter) -> Tensor {
+    let n = x.size()[0];
+    let dev = x.device();
+    let on = coin(n, j.p, dev);
+    let hue = Tensor::empty([n, 1, 1, 1], (Kind::Float, dev)).uniform_(-j.hue, j.hue) * &on;
+    let factors = [factor(n, j.brightness, &on), factor(n, j.contrast, &on), factor(n, j.saturation, &on), hue];
+    let enabled = [j.brightness > 0.0, j.contrast > 0.0, j.saturation > 0.0, j.hue > 0.0];
+    // A random order per image: the argsort of four uniform draws.
+    let order = Tensor::rand([n, 4], (Kind::Float, dev)).argsort(1, false);
+    let mut y = x.shallow_clone();
+    for pos in 0..4 {
+        let at = order.select(1, pos);
+        for op in (0..4).filter(|&op| enabled[op as usize]) {
+            let idx = at.eq(op).nonzero().squeeze_dim(1);
+            if idx.size()[0] == 0 {
+                continue;
+            }
+            let changed = jitter_op(op, &y.index_select(0, &idx), &factors[op as usize].index_select(0, &idx));
+            y = y.index_copy(0, &idx, &changed);
+        }
     }
     y
+}
+
+/// Rotates the hue of RGB images in [0, 1] by `shift` ([N, 1, 1, 1], fractions of the circle).
+fn shift_hue(x: &Tensor, shift: &Tensor) -> Tensor {
+    let (r, g, b) = (x.narrow(1, 0, 1), x.narrow(1, 1, 1), x.narrow(1, 2, 1));
+    let maxc = x.amax(&[1i64][..], true);
+    let minc = x.amin(&[1i64][..], true);
+    let gray = maxc.eq_tensor(&minc);
+    let ones = maxc.ones_like();
+    let range = &maxc - &minc;
+    let s = &range / maxc.where_self(&gray.logical_not(), &ones);
+    let div = range.where_self(&gray.logical_not(), &ones);
+    let (rc, gc, bc) = ((&maxc - &r) / &div, (&maxc - &g) / &div, (&maxc - &b) / &div);
+    let is_r = maxc.eq_tensor(&r);
+    let is_g = maxc.eq_tensor(&g).logical_and(&is_r.logical_not());
+    let is_b = is_r.logical_not().logical_and(&is_g.logical_not());
+    let f = |m: &Tensor| m.to_kind(Kind::Float);
+    let h = f(&is_r) * (&bc - &gc) + f(&is_g) * (&rc - &bc + 2.0) + f(&is_b) * (&gc - &rc + 4.0);
+    let h = (h / 6.0 + 1.0 + shift).remainder(1.0);
+    // HSV → RGB.
+    let v = maxc;
+    let h6 = h * 6.0;
+    let i = h6.floor();
+    let frac = &h6 - &i;
+    let i = i.remainder(6.0);
+    let one_minus = |t: Tensor| -> Tensor { t.neg() + 1.0 };
+    let p = (&v * one_minus(s.shallow_clone())).clamp(0.0, 1.0);
+    let q = (&v * one_minus(&s * &frac)).clamp(0.0, 1.0);
+    let t = (&v * one_minus(&s * one_minus(frac.shallow_clone()))).clamp(0.0, 1.0);
+    let pick = |parts: [&Tensor; 6]| -> Tensor {
+        let mut out = parts[0].zeros_like();
+        for (k, part) in parts.iter().enumerate() {
+            out += f(&i.eq(k as f64)) * *part;
+        }
+        out
+    };
+    let r = pick([&v, &q, &p, &p, &t, &v]);
+    let g = pick([&t, &v, &v, &q, &p, &p]);
+    let b = pick([&p, &p, &t, &v, &v, &q]);
+    Tensor::cat(&[r, g, b], 1)
+}
+
+/// Replaces each 3-channel image by its luma in every channel with probability `p`.
+fn grayscale(x: &Tensor, p: f64) -> Tensor {
+    if p <= 0.0 || x.size()[1] != 3 {
+        return x.shallow_clone();
+    }
+    let on = coin(x.size()[0], p, x.device());
+    let g = luma(x).expand_as(x);
+    &g * &on + x * (1.0 - on)
 }
 
 fn blur(x: &Tensor, p: f64, sigma: [f64; 2]) -> Tensor {
@@ -137,14 +230,24 @@ fn crop_flip(x: &Tensor, a: &Augment) -> Tensor {
     // Side lengths as fractions of the image; in affine_grid coordinates the image spans [-1, 1].
     let sw = (&area * &ratio).sqrt().clamp_max(1.0);
     let sh = (&area / &ratio).sqrt().clamp_max(1.0);
-    let cx = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sw);
-    let cy = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sh);
+    let mut cx = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sw);
+    let mut cy = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sh);
+    if let Some(t) = &a.translate {
+        // Whole-pixel shifts in [−t, t] for a `p` share of the images, in grid units (a pixel is 2/size).
+        let on = Tensor::rand([n], opts).lt(t.p).to_kind(Kind::Float);
+        let k = t.pixels as i64;
+        cx += Tensor::randint_low(-k, k + 1, [n], opts) * &on * (2.0 / size[3] as f64);
+        cy += Tensor::randint_low(-k, k + 1, [n], opts) * &on * (2.0 / size[2] as f64);
+    }
     let flip = Tensor::rand([n], opts).lt(a.hflip).to_kind(Kind::Float) * -2.0 + 1.0; // ±1
     let zeros = Tensor::zeros([n], opts);
     let theta = Tensor::stack(&[&sw * &flip, zeros.shallow_clone(), cx, zeros, sh, cy], 1).reshape([n, 2, 3]);
     let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), false);
-    // interpolation 0 = bilinear, padding 2 = reflection
-    x.grid_sampler_2d(&grid, 0, 2, false)
+    // grid_sample modes: interpolation 0 = bilinear, 2 = bicubic; padding 2 = reflection.
+    match a.interpolation {
+        Interpolation::Bilinear => x.grid_sampler_2d(&grid, 0, 2, false),
+        Interpolation::Bicubic => x.grid_sampler_2d(&grid, 2, 2, false).clamp(0.0, 1.0),
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +255,17 @@ mod tests {
     use super::*;
 
     fn aug(scale: [f64; 2], hflip: f64) -> Augment {
-        Augment { crop_scale: scale, crop_ratio: [1.0, 1.0], hflip, jitter: None, blur: None, solarize: None }
+        Augment {
+            crop_scale: scale,
+            crop_ratio: [1.0, 1.0],
+            hflip,
+            interpolation: Interpolation::Bilinear,
+            translate: None,
+            jitter: None,
+            grayscale: None,
+            blur: None,
+            solarize: None,
+        }
     }
 
     #[test]
@@ -192,10 +305,57 @@ mod tests {
         assert!(f64::try_from(b.var(true)).unwrap() < f64::try_from(x.var(true)).unwrap() * 0.5);
         assert!(blur(&x, 0.0, [1.0, 1.0]).equal(&x));
         // Jitter keeps pixels in [0, 1] and with p = 0 changes nothing.
-        let j = crate::plan::Jitter { p: 1.0, brightness: 0.4, contrast: 0.4, saturation: 0.2 };
+        let j = Jitter { p: 1.0, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 };
         let y = jitter(&Tensor::rand([4, 3, 8, 8], tch::kind::FLOAT_CPU), &j);
         assert!(f64::try_from(y.min()).unwrap() >= 0.0 && f64::try_from(y.max()).unwrap() <= 1.0);
-        let off = crate::plan::Jitter { p: 0.0, ..j };
+        let off = Jitter { p: 0.0, ..j };
         assert!(f64::try_from((jitter(&x, &off) - &x).abs().max()).unwrap() < 1e-6);
+    }
+
+    #[test]
+    fn hue_rotates_primaries_and_keeps_grays() {
+        // (r, g, b) pixels: red, green, a gray, an orange; one image of 4 pixels.
+        let px = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.4, 0.4, 0.4], [0.9, 0.5, 0.1]];
+        let x = Tensor::from_slice(&px.concat()).reshape([1, 4, 3]).permute([0, 2, 1]).reshape([1, 3, 2, 2]);
+        let shift = |s: f32| shift_hue(&x, &Tensor::from_slice(&[s]).reshape([1, 1, 1, 1]));
+        assert!(f64::try_from((shift(0.0) - &x).abs().max()).unwrap() < 1e-6, "a zero shift is the identity");
+        let third = shift(1.0 / 3.0).reshape([3, 4]).transpose(0, 1); // per pixel (r, g, b)
+        let want = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 0.0, 0.0, 1.0, 0.4, 0.4, 0.4, 0.1, 0.9, 0.5]).reshape([4, 3]);
+        assert!(f64::try_from((third - want).abs().max()).unwrap() < 1e-5, "red → green, green → blue, orange → (0.1, 0.9, 0.5)");
+    }
+
+    #[test]
+    fn grayscale_bicubic_and_translate() {
+        let _rng = crate::rng_lock();
+        let x = Tensor::rand([6, 3, 8, 8], tch::kind::FLOAT_CPU);
+        let g = grayscale(&x, 1.0);
+        assert!(f64::try_from((g.select(1, 0) - g.select(1, 2)).abs().max()).unwrap() < 1e-6);
+        assert!(grayscale(&x, 0.0).equal(&x));
+        // Bicubic with an identity crop reproduces the image and stays in [0, 1].
+        let a = Augment { interpolation: Interpolation::Bicubic, ..aug([1.0, 1.0], 0.0) };
+        assert!(f64::try_from((random_view(&x, &a, 0) - &x).abs().max()).unwrap() < 1e-4);
+        let a = Augment { crop_scale: [0.1, 0.3], ..a };
+        let y = random_view(&x, &a, 0);
+        assert!(f64::try_from(y.min()).unwrap() >= 0.0 && f64::try_from(y.max()).unwrap() <= 1.0);
+        // A translation by whole pixels: every output row equals an input row shifted by ≤ 2.
+        let a = Augment { translate: Some(crate::plan::Translate { pixels: 2, p: 1.0 }), ..aug([1.0, 1.0], 0.0) };
+        let ramp = Tensor::arange(8, tch::kind::FLOAT_CPU).reshape([1, 1, 1, 8]).expand([6, 1, 8, 8], true).contiguous() / 8.0;
+        let shifted = random_view(&ramp, &a, 0);
+        let first = shifted.select(3, 3).select(2, 3) * 8.0; // the value at column 3: 3 + shift
+        let d = (first - 3.0).abs();
+        assert!(f64::try_from(d.max()).unwrap() <= 2.0 + 1e-4);
+        assert!(f64::try_from((&d - d.round()).abs().max()).unwrap() < 1e-4, "whole-pixel shifts");
+    }
+
+    #[test]
+    fn jitter_order_is_random_per_image_but_seeded() {
+        let _rng = crate::rng_lock();
+        let x = Tensor::rand([1, 3, 6, 6], tch::kind::FLOAT_CPU).repeat([32, 1, 1, 1]);
+        let j = Jitter { p: 1.0, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 };
+        tch::manual_seed(5);
+        let a = jitter(&x, &j);
+        tch::manual_seed(5);
+        assert!(a.equal(&jitter(&x, &j)));
+        assert!(f64::try_from(a.min()).unwrap() >= 0.0 && f64::try_from(a.max()).unwrap() <= 1.0 + 1e-6);
     }
 }

@@ -73,8 +73,15 @@ pub struct AugmentSpec {
     pub crop_ratio: Option<[f64; 2]>,
     /// Probability of a horizontal flip.
     pub hflip: Option<f64>,
+    /// Resampling of the crop: `bilinear` or `bicubic` (the CorInfoMax and AMDIM codes use bicubic).
+    pub interpolation: Option<String>,
+    /// Random translation after the crop, with reflected borders (the pad-and-random-crop of CIFAR
+    /// pipelines; absent: none).
+    pub translate: Option<TranslateSpec>,
     /// Colour jitter (absent: none).
     pub jitter: Option<JitterSpec>,
+    /// Random grayscale with per-view probabilities (absent: none).
+    pub grayscale: Option<GrayscaleSpec>,
     /// Gaussian blur with per-view probabilities (absent: none).
     pub blur: Option<BlurSpec>,
     /// Solarisation with per-view probabilities (absent: none).
@@ -88,6 +95,24 @@ pub struct JitterSpec {
     pub brightness: Option<f64>,
     pub contrast: Option<f64>,
     pub saturation: Option<f64>,
+    /// Hue shift drawn from [−hue, hue] (fraction of the colour circle, at most 0.5).
+    pub hue: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslateSpec {
+    /// Largest shift each way, in whole pixels.
+    pub pixels: Option<usize>,
+    /// Probability of translating an image.
+    pub p: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrayscaleSpec {
+    /// Probability for view 1 and view 2.
+    pub p: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
