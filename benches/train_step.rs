@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(256));
     g.sample_size(10);
     g.bench_function("two_view_augment", |b| b.iter(|| (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))));
-    let mut model = Model::new(&t, 1, Device::Cpu).expect("model");
+    let mut model = Model::new(&t, 1, 28, Device::Cpu).expect("model");
     let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4);
     g.bench_function("corinfomax_step_w8", |b| {
         b.iter(|| {

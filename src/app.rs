@@ -113,11 +113,22 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             datasets.insert(t.dataset.clone(), splits);
         }
     }
+    // `data.image_size`: one resized copy per (dataset, side), made once.
+    let mut resized: BTreeMap<(String, usize), Splits> = BTreeMap::new();
+    for t in &targets {
+        if let Some(size) = t.data.image_size {
+            let key = (t.dataset.clone(), size);
+            if !resized.contains_key(&key) && datasets[&t.dataset].info.image_size != size {
+                let r = data::resize::resize_splits(&datasets[&t.dataset], size).with_context(|| format!("{}: data.image_size {size}", t.id))?;
+                resized.insert(key, r);
+            }
+        }
+    }
 
     let mut failed = 0;
     for t in &targets {
         let dir = RunDir::new(&args.out, &plan.suite, &t.id);
-        let splits = &datasets[&t.dataset];
+        let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_target(&plan, t, splits, &dir, device)))
             .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
         if let Err(e) = result {
@@ -172,9 +183,9 @@ fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: De
     let started = Instant::now();
     let info = &splits.info;
     tch::manual_seed(util::derive_seed(t.train.seed, "init") as i64);
-    let mut model = methods::Model::new(t, info.channels as i64, device)?;
+    let mut model = methods::Model::new(t, info.channels as i64, info.image_size, device)?;
     let norm = Normalize::new(&info.mean, &info.std, device);
-    eprintln!("  {}: {} on {} ({}, width {})", t.id, t.method.name(), t.dataset, "resnet18", t.backbone.width);
+    eprintln!("  {}: {} on {} at {} px ({})", t.id, t.method.name(), t.dataset, info.image_size, t.backbone.label());
     let outcome = if t.method.trains() {
         let data = train::TrainData::new(t, splits, device)?;
         Some(train::train(t, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
@@ -303,8 +314,11 @@ fn export_checkpoint(lock: &Path, checkpoint: &Path, out: &Path) -> Result<Outco
     let cfg: ConfigRecord = util::read_json(&dir.join("config.json"))
         .with_context(|| format!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
     let t = &cfg.target;
-    let info = data::lock::Lock::load(lock)?.info(&t.dataset)?;
-    let mut model = methods::Model::new(t, info.channels as i64, Device::Cpu)?;
+    let mut info = data::lock::Lock::load(lock)?.info(&t.dataset)?;
+    if let Some(size) = t.data.image_size {
+        info.image_size = size;
+    }
+    let mut model = methods::Model::new(t, info.channels as i64, info.image_size, Device::Cpu)?;
     train::checkpoint::load_model(checkpoint, &mut model)?;
     let onnx = export::encoder_onnx(&model.encoder, info.channels as i64, &export::metadata(t.method.name(), &info, &t.id))?;
     tch::manual_seed(0);
@@ -369,7 +383,26 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
 }
 
 /// Every method `repro loss` knows (its defaults are the official codes' values; see `loss`).
-const LOSS_METHODS: &str = "barlow_twins, byol, corinfomax, emi, simclr, vicreg";
+const LOSS_METHODS: &str = "amdim, barlow_twins, byol, corinfomax, emi, er, simclr, vicreg";
+
+/// `repro loss amdim` parameters: the method's, plus the seed of the random 5x5 source locations.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmdimLoss {
+    tclip: f64,
+    score_reg: f64,
+    seed: i64,
+}
+
+/// `repro loss er` parameters.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErLoss {
+    /// sphere (vMF with `kappa`) or discrete (rows are probabilities).
+    support: String,
+    kappa: f64,
+    reduction: plan::ErReduction,
+}
 
 /// Evaluates one method's objective on given embeddings and prints it as JSON. Unless `--set`
 /// changes them, the hyper-parameters are the official codes' values (see the loss files' headers).
@@ -415,6 +448,32 @@ fn loss(a: &LossArgs) -> Result<Outcome> {
         "emi" => {
             let p = loss_params(plan::EmiParams { projector: vec![z1.ncols() as i64], eps: 1e-3 }, &a.set)?;
             (losses::emi::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
+        }
+        "amdim" => {
+            // Each row is one image's [r1 | r5 | r7], channel-major: D + 25·D + 49·D = 75·D columns.
+            let p = loss_params(AmdimLoss { tclip: 20.0, score_reg: 0.05, seed: 0 }, &a.set)?;
+            let cols = z1.ncols() as i64;
+            if cols % 75 != 0 || z1.dim() != z2.dim() {
+                bail!("repro loss amdim: each row must hold [r1 | r5 | r7] of one image, 75·D columns (D + 25·D + 49·D); got {:?} and {:?} {files}", z1.dim(), z2.dim());
+            }
+            let d = cols / 75;
+            let n = z1.nrows() as i64;
+            let split = |t: &tch::Tensor| (t.narrow(1, 0, d), t.narrow(1, d, 25 * d).reshape([n, d, 5, 5]), t.narrow(1, 26 * d, 49 * d).reshape([n, d, 7, 7]));
+            let ((a1, a5, a7), (b1, b5, b7)) = (split(&t1), split(&t2));
+            tch::manual_seed(p.seed);
+            let (i1, i2) = (tch::Tensor::randint(25, [n], tch::kind::INT64_CPU), tch::Tensor::randint(25, [n], tch::kind::INT64_CPU));
+            let va = losses::amdim::Views { r1: &a1, r5: &a5, r7: &a7, source5: &i1 };
+            let vb = losses::amdim::Views { r1: &b1, r5: &b5, r7: &b7, source5: &i2 };
+            (losses::amdim::loss(&va, &vb, p.tclip, p.score_reg), serde_json::to_value(&p)?)
+        }
+        "er" => {
+            let p = loss_params(ErLoss { support: "sphere".into(), kappa: 10.0, reduction: plan::ErReduction::Expectation }, &a.set)?;
+            let support = match p.support.as_str() {
+                "sphere" => losses::er::Support::Sphere { kappa: p.kappa },
+                "discrete" => losses::er::Support::Discrete,
+                other => bail!("--set support={other}: expected sphere or discrete"),
+            };
+            (losses::er::loss(&t1, &t2, support, p.reduction), serde_json::to_value(&p)?)
         }
         other => bail!("repro loss: unknown method {other:?}; available: {LOSS_METHODS}"),
     };

@@ -47,6 +47,10 @@ pub enum Method {
     Byol(ByolParams),
     /// EMI (Chang et al., arXiv 2409.04747; loss details unverified).
     Emi(EmiParams),
+    /// AMDIM (Bachman et al., NeurIPS 2019, arXiv 1906.00910); needs `backbone.arch: amdim`.
+    Amdim(AmdimParams),
+    /// ER, entropy + reconstruction (Rodríguez-Gálvez et al., ICML 2023, arXiv 2307.10907).
+    Er(ErParams),
     /// The backbone with its random initial weights: the floor trained numbers are read against.
     RandomInit,
 }
@@ -60,6 +64,8 @@ impl Method {
             Method::Vicreg(_) => "vicreg",
             Method::Byol(_) => "byol",
             Method::Emi(_) => "emi",
+            Method::Amdim(_) => "amdim",
+            Method::Er(_) => "er",
             Method::RandomInit => "random_init",
         }
     }
@@ -148,23 +154,81 @@ pub struct EmiParams {
     pub eps: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    /// CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool.
-    Resnet18,
+/// AMDIM (`losses::amdim`); the feature sizes live in `backbone` (`n_rkhs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmdimParams {
+    /// Soft clip of the scores, c·tanh(s/c) (`--tclip`, 20 in train.py).
+    pub tclip: f64,
+    /// Weight of the score regulariser mean(s²) (0.05 in costs.py).
+    pub score_reg: f64,
 }
 
+/// ER (`losses::er`): the head the objective is attached to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Backbone {
-    pub arch: Arch,
-    pub width: i64,
-    /// Start the last BN of every residual block at 0 (torchvision `zero_init_residual`).
-    pub zero_init_residual: bool,
+#[serde(deny_unknown_fields)]
+pub struct ErParams {
+    /// Projector sizes after the backbone (Linear-BN-ReLU, plain last Linear).
+    pub projector: Vec<i64>,
+    /// "expectation" (plug-in) or "average" (Joe's estimator) entropy.
+    pub reduction: ErReduction,
+    pub head: ErHead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErReduction {
+    Expectation,
+    Average,
+}
+
+/// How the ER terms attach to the network (`head: {name: ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ErHead {
+    /// SimCLR-like: both views through one projector, L2-normalised; von Mises–Fisher (sphere) terms.
+    Simclr { kappa: f64 },
+    /// BYOL-like: online projector + predictor reconstructs the EMA target's projection (sphere).
+    Byol { kappa: f64, predictor: Vec<i64>, momentum: f64 },
+    /// DINO/SwAV-like: softmax over `prototypes`; the EMA teacher's probabilities are the targets (discrete).
+    Dino { prototypes: i64, momentum: f64, student_temperature: f64, teacher_temperature: f64 },
+}
+
+/// The encoder network (`backbone.arch` and its fields); built by `nn::Encoder::new`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "snake_case")]
+pub enum Backbone {
+    /// CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool; stages W, 2W, 4W, 8W.
+    Resnet18 {
+        width: i64,
+        /// Start the last BN of every residual block at 0 (torchvision `zero_init_residual`).
+        zero_init_residual: bool,
+    },
+    /// The AMDIM encoder (`nn::amdim`): `width` is the official `ndf`.
+    Amdim { width: i64, n_rkhs: i64, n_depth: usize, use_bn: bool },
+}
+
+impl Backbone {
+    pub fn width(&self) -> i64 {
+        match self {
+            Backbone::Resnet18 { width, .. } | Backbone::Amdim { width, .. } => *width,
+        }
+    }
+
+    /// Short label for tables and logs, e.g. `resnet18 w8`, `amdim w32 r256 d3`.
+    pub fn label(&self) -> String {
+        match self {
+            Backbone::Resnet18 { width, .. } => format!("resnet18 w{width}"),
+            Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Data {
+    /// Side the splits are resized to (None: the lock's `image_size`).
+    #[serde(default)]
+    pub image_size: Option<usize>,
     pub train_subset: Option<usize>,
     pub monitor_holdout: usize,
     pub monitor_bank: usize,
@@ -419,26 +483,24 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     let method_name = p.req(s.method.clone(), &at("method"), String::new());
     let method = method(&method_name, s.method_params.as_ref(), &at("method_params"), p);
 
-    let b = s.backbone.clone().unwrap_or_default();
-    let arch = match p.req(b.arch, &at("backbone.arch"), "resnet18".into()).as_str() {
-        "resnet18" => Arch::Resnet18,
-        other => {
-            p.push(&at("backbone.arch"), format!("unknown backbone {other:?}; expected one of: resnet18"));
-            Arch::Resnet18
-        }
-    };
-    let width = p.req(b.width, &at("backbone.width"), 8);
-    if !(1..=1024).contains(&width) {
-        p.push(&at("backbone.width"), format!("expected 1..=1024, found {width}"));
-    }
+    let backbone = backbone(s.backbone.clone().unwrap_or_default(), &at("backbone"), p);
 
     let d = s.data.clone().unwrap_or_default();
     let data = Data {
+        image_size: d.image_size,
         train_subset: d.train_subset,
         monitor_holdout: p.req(d.monitor_holdout, &at("data.monitor_holdout"), 0),
         monitor_bank: p.req(d.monitor_bank, &at("data.monitor_bank"), 0),
         unlabeled: d.unlabeled.unwrap_or(false),
     };
+    if let Some(size) = data.image_size {
+        if !(8..=1024).contains(&size) {
+            p.push(&at("data.image_size"), format!("expected 8..=1024 pixels, found {size}"));
+        }
+    }
+    if matches!(method, Method::Amdim(_)) && !matches!(backbone, Backbone::Amdim { .. }) {
+        p.push(&at("backbone.arch"), "method amdim needs backbone.arch: amdim (its loss reads the encoder's 5x5 and 7x7 maps)");
+    }
     if data.train_subset == Some(0) {
         p.push(&at("data.train_subset"), "expected at least 1 image (omit the key to use all)");
     }
@@ -614,8 +676,42 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
 
     let expected = s.expected.clone().unwrap_or_default().iter().enumerate().map(|(j, e)| expected(e, &at(&format!("expected[{j}]")), p)).collect();
     let dataset = p.req(s.dataset.clone(), &at("dataset"), String::new());
-    let zero_init_residual = p.req(b.zero_init_residual, &at("backbone.zero_init_residual"), true);
-    Target { id, description: s.description.clone(), method, dataset, backbone: Backbone { arch, width, zero_init_residual }, data, augment, train, eval, export, expected }
+    Target { id, description: s.description.clone(), method, dataset, backbone, data, augment, train, eval, export, expected }
+}
+
+fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> Backbone {
+    let k = |key: &str| format!("{at}.{key}");
+    let width = p.req(b.width, &k("width"), 8);
+    if !(1..=1024).contains(&width) {
+        p.push(&k("width"), format!("expected 1..=1024, found {width}"));
+    }
+    let refuse = |p: &mut Problems, set: bool, key: &str, arch: &str| {
+        if set {
+            p.push(&k(key), format!("not a field of arch {arch}; remove it"));
+        }
+    };
+    match p.req(b.arch, &k("arch"), "resnet18".into()).as_str() {
+        "resnet18" => {
+            refuse(p, b.n_rkhs.is_some(), "n_rkhs", "resnet18");
+            refuse(p, b.n_depth.is_some(), "n_depth", "resnet18");
+            refuse(p, b.use_bn.is_some(), "use_bn", "resnet18");
+            Backbone::Resnet18 { width, zero_init_residual: p.req(b.zero_init_residual, &k("zero_init_residual"), true) }
+        }
+        "amdim" => {
+            refuse(p, b.zero_init_residual.is_some(), "zero_init_residual", "amdim");
+            let n_rkhs = p.req(b.n_rkhs, &k("n_rkhs"), 64);
+            let n_depth = p.req(b.n_depth, &k("n_depth"), 1);
+            if n_rkhs < 1 {
+                p.push(&k("n_rkhs"), format!("expected a positive size, found {n_rkhs}"));
+            }
+            p.at_least(n_depth, 1, &k("n_depth"));
+            Backbone::Amdim { width, n_rkhs, n_depth, use_bn: p.req(b.use_bn, &k("use_bn"), false) }
+        }
+        other => {
+            p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, amdim"));
+            Backbone::Resnet18 { width, zero_init_residual: true }
+        }
+    }
 }
 
 /// Typed method parameters, or the problem at its key path.
@@ -638,7 +734,7 @@ fn sizes(v: &[i64], at: &str, p: &mut Problems) {
 }
 
 /// The method names a suite may use.
-pub const METHODS: &str = "corinfomax, simclr, barlow_twins, vicreg, byol, emi, random_init";
+pub const METHODS: &str = "corinfomax, simclr, barlow_twins, vicreg, byol, emi, amdim, er, random_init";
 
 fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Method {
     let params = params.cloned().unwrap_or(Value::Mapping(Default::default()));
@@ -684,6 +780,34 @@ fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Met
             sizes(&c.projector, &k("projector"), p);
             p.non_negative(c.eps, &k("eps"));
             Method::Emi(c)
+        }),
+        "amdim" => typed::<AmdimParams>(params, at, p).map(|c| {
+            p.positive(c.tclip, &k("tclip"));
+            p.non_negative(c.score_reg, &k("score_reg"));
+            Method::Amdim(c)
+        }),
+        "er" => typed::<ErParams>(params, at, p).map(|c| {
+            sizes(&c.projector, &k("projector"), p);
+            match &c.head {
+                ErHead::Simclr { kappa } => p.positive(*kappa, &k("head.kappa")),
+                ErHead::Byol { kappa, predictor, momentum } => {
+                    p.positive(*kappa, &k("head.kappa"));
+                    sizes(predictor, &k("head.predictor"), p);
+                    if c.projector.last() != predictor.last() {
+                        p.push(&k("head.predictor"), format!("the last size must equal the projector's ({:?}), found {:?}", c.projector.last(), predictor.last()));
+                    }
+                    p.unit(*momentum, &k("head.momentum"));
+                }
+                ErHead::Dino { prototypes, momentum, student_temperature, teacher_temperature } => {
+                    if *prototypes < 2 {
+                        p.push(&k("head.prototypes"), format!("expected at least 2, found {prototypes}"));
+                    }
+                    p.unit(*momentum, &k("head.momentum"));
+                    p.positive(*student_temperature, &k("head.student_temperature"));
+                    p.positive(*teacher_temperature, &k("head.teacher_temperature"));
+                }
+            }
+            Method::Er(c)
         }),
         "random_init" => {
             if params.as_mapping().is_some_and(|m| !m.is_empty()) {

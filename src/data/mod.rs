@@ -11,6 +11,7 @@ pub mod folder;
 pub mod idx;
 pub mod imagenet;
 pub mod lock;
+pub mod resize;
 pub mod stl10;
 
 use std::path::{Path, PathBuf};

@@ -158,3 +158,7 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
 }
+
+pub fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::String as i32), s: Some(v.as_bytes().to_vec()), ..Default::default() }
+}

@@ -15,7 +15,7 @@ use anyhow::Result;
 use prost::Message;
 
 use crate::data::DatasetInfo;
-use crate::nn::resnet::ResNet18;
+use crate::nn::Encoder;
 use graph::{Dim, GraphBuilder};
 
 pub const INPUT: &str = "images";
@@ -36,7 +36,7 @@ pub fn metadata(method: &str, info: &DatasetInfo, target_id: &str) -> Vec<(Strin
 }
 
 /// Serialises the encoder: input `images` [N, C, H, W] (H and W dynamic), output `embedding` [N, D].
-pub fn encoder_onnx(encoder: &ResNet18, in_channels: i64, meta: &[(String, String)]) -> Result<Vec<u8>> {
+pub fn encoder_onnx(encoder: &Encoder, in_channels: i64, meta: &[(String, String)]) -> Result<Vec<u8>> {
     let mut g = GraphBuilder::new();
     encoder.emit_onnx(&mut g, INPUT, OUTPUT)?;
     let model = g.finish(

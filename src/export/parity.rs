@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
-use crate::eval::session::Encoder;
-use crate::nn::resnet::ResNet18;
+use crate::eval::session::Encoder as Session;
+use crate::nn::Encoder;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parity {
@@ -20,13 +20,13 @@ pub struct Parity {
 }
 
 /// `x`: normalised float images [N, C, H, W] on any device.
-pub fn check(encoder: &ResNet18, onnx: &[u8], x: &Tensor, tolerance: f64) -> Result<Parity> {
+pub fn check(encoder: &Encoder, onnx: &[u8], x: &Tensor, tolerance: f64) -> Result<Parity> {
     let reference = tch::no_grad(|| encoder.forward_t(x, false)).to_device(tch::Device::Cpu).to_kind(Kind::Float);
     let xs = x.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
     let dims: Vec<usize> = xs.size().iter().map(|&d| d as usize).collect();
     let values = Vec::<f32>::try_from(xs.flatten(0, -1))?;
     let input = Array4::from_shape_vec((dims[0], dims[1], dims[2], dims[3]), values)?;
-    let mut session = Encoder::from_bytes(onnx, false)?;
+    let mut session = Session::from_bytes(onnx, false)?;
     let got = session.run(input.view())?;
     let want = Vec::<f32>::try_from(reference.flatten(0, -1))?;
     if got.len() != want.len() {

@@ -2,10 +2,12 @@
 //! method and the YAML `method:` word. Every loss checks its inputs with [`check_pair`] (tch would
 //! panic on a shape error) and returns a [`Loss`].
 
+pub mod amdim;
 pub mod barlow_twins;
 pub mod byol;
 pub mod corinfomax;
 pub mod emi;
+pub mod er;
 pub mod simclr;
 pub mod vicreg;
 

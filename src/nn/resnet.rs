@@ -233,6 +233,7 @@ mod tests {
             opt.backward_step(&loss);
         }
         let meta = vec![("repro.method".to_owned(), "test".to_owned())];
+        let net = crate::nn::Encoder::Resnet18(net);
         let bytes = crate::export::encoder_onnx(&net, 3, &meta).unwrap();
         for shape in [[1, 3, 16, 16], [5, 3, 20, 12]] {
             let x = Tensor::randn(shape, tch::kind::FLOAT_CPU);

@@ -56,7 +56,7 @@ pub fn rows(runs: &[StoredRun]) -> Vec<Row> {
             Row {
                 target: t.id.clone(),
                 method: t.method.name().to_owned(),
-                backbone: format!("resnet18 w{}", t.backbone.width),
+                backbone: t.backbone.label(),
                 epochs: if t.method.trains() { t.train.epochs } else { 0 },
                 knn_top1: knn(r),
                 linear_top1: lin(r),

@@ -146,9 +146,17 @@ pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<Tar
 
 /// Recursively merges `over` into `base`; mappings merge key by key, anything else replaces.
 /// A `null` in `over` keeps the base value (serialised `None`s are nulls).
+/// The keys that name a variant (`backbone.arch`, `train.optimizer.name`, `head.name`, ...).
+const TAGS: [&str; 2] = ["arch", "name"];
+
+/// Merges `over` into `base`, key by key. A mapping that names another variant than the base's
+/// (a different `arch` or `name`) replaces it whole: the base's fields belong to the other variant.
 fn deep_merge(base: &mut Value, over: Value) {
+    let tag = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let other_variant = TAGS.iter().any(|k| matches!((tag(base, k), tag(&over, k)), (Some(a), Some(b)) if a != b));
     match (base, over) {
         (_, Value::Null) => {}
+        (b, o) if other_variant => *b = o,
         (Value::Mapping(b), Value::Mapping(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
@@ -191,6 +199,21 @@ mod tests {
         assert_eq!(t[0].train.as_ref().unwrap().lr, Some(0.3));
         assert_eq!(t[1].train.as_ref().unwrap().epochs, Some(4));
         assert_eq!(t[1].dataset.as_deref(), Some("fashion_mnist"));
+    }
+
+    #[test]
+    fn another_variant_takes_none_of_the_defaults_fields() {
+        let text = "version: 1\ndefaults:\n  backbone: {arch: resnet18, width: 8, zero_init_residual: true}\ntargets:\n  - id: a\n    backbone: {width: 4}\n  - id: b\n    backbone: {arch: amdim, width: 16, n_rkhs: 64, n_depth: 1, use_bn: false}\n";
+        let t = merge_targets(&parse_str(text).unwrap(), &[]).unwrap();
+        let (a, b) = (t[0].backbone.as_ref().unwrap(), t[1].backbone.as_ref().unwrap());
+        assert_eq!((a.width, a.zero_init_residual), (Some(4), Some(true)));
+        assert_eq!((b.width, b.zero_init_residual, b.n_rkhs), (Some(16), None, Some(64)));
+        let text = "version: 1\ndefaults:\n  train: {lr: 0.1, optimizer: {name: sgd, momentum: 0.9}}\ntargets:\n  - id: a\n    train: {optimizer: {name: adam, beta1: 0.8, beta2: 0.999, eps: 1.0e-8}}\n";
+        let t = merge_targets(&parse_str(text).unwrap(), &[]).unwrap();
+        let train = t[0].train.as_ref().unwrap();
+        assert_eq!(train.lr, Some(0.1));
+        let opt = train.optimizer.as_ref().unwrap();
+        assert!(opt.get("momentum").is_none() && opt.get("beta1").is_some(), "{opt:?}");
     }
 
     #[test]

@@ -47,13 +47,22 @@ pub struct BackboneSpec {
     pub arch: Option<String>,
     /// Base width W: stage channels are W, 2W, 4W, 8W (64 in the paper's ResNet-18).
     pub width: Option<i64>,
-    /// Start the last BN of each residual block at 0 (torchvision `zero_init_residual`).
+    /// resnet18: start the last BN of each residual block at 0 (torchvision `zero_init_residual`).
     pub zero_init_residual: Option<bool>,
+    /// amdim: channels of the global feature r1 and of the local projections (`--n_rkhs`).
+    pub n_rkhs: Option<i64>,
+    /// amdim: residual units per block (`--n_depth`).
+    pub n_depth: Option<usize>,
+    /// amdim: BatchNorm inside the trunk (`--use_bn`; off in the official runs).
+    pub use_bn: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
+    /// Resize every split to this side (bilinear, antialiased) before training and evaluation;
+    /// absent: the lock's `image_size`.
+    pub image_size: Option<usize>,
     /// Number of training images used for pre-training (a seeded subset); omit for all.
     pub train_subset: Option<usize>,
     /// Images held out of the training split (its last N) to log k-NN every epoch.

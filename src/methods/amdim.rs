@@ -1,0 +1,116 @@
+//! AMDIM as a method (`Philip-Bachman/amdim-public` @ 8754ae1, `model.py`, `costs.py`): the
+//! encoder's (`nn::amdim`) 5×5 and 7×7 maps go through their `FakeRKHSConvNet` projections to n_rkhs
+//! channels; r1 is already n_rkhs wide. `losses::amdim` then scores 1→5, 1→7 and 5→5 in both
+//! directions, with one random 5×5 source location per image and view.
+//!
+//! `FakeRKHSConvNet`: `bn_out(conv1x1(relu(bn?(conv1x1(x)))) + shortcut(x))`, the shortcut a 1×1
+//! convolution with bias started near the identity (U(±0.01), ones on the diagonal), the second
+//! 1×1 convolution started at 0, `bn_out` always on.
+//!
+//! Not reproduced: the official run trains linear and MLP classifiers on detached r1 features at
+//! the same time (they do not touch the encoder's gradients; this harness's probe runs after
+//! training), and its flip is drawn once per image for both views (here per view).
+
+use anyhow::Result;
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use super::StepLoss;
+use crate::losses::amdim::{self as loss, Views};
+use crate::nn::amdim::{torch_default, Maps};
+use crate::plan::AmdimParams;
+
+/// The projection of a local map to n_rkhs channels.
+#[derive(Debug)]
+struct FakeRkhs {
+    conv1: nn::Conv2D,
+    bn_hid: Option<nn::BatchNorm>,
+    conv2: nn::Conv2D,
+    shortcut: nn::Conv2D,
+    bn_out: nn::BatchNorm,
+}
+
+impl FakeRkhs {
+    fn new(root: &nn::Path, c_in: i64, n: i64, use_bn: bool) -> Self {
+        let cfg = |bias: bool, ws_init: nn::Init| nn::ConvConfig { bias, ws_init, bs_init: torch_default(c_in), ..Default::default() };
+        let shortcut = nn::conv2d(root / "shortcut", c_in, n, 1, cfg(true, nn::Init::Uniform { lo: -0.01, up: 0.01 }));
+        tch::no_grad(|| {
+            // Ones on the diagonal: the shortcut starts near the identity on the first c_in channels.
+            let eye = Tensor::eye_m(n, c_in, (Kind::Float, root.device())).reshape([n, c_in, 1, 1]);
+            let w = &shortcut.ws * (1.0 - &eye) + &eye;
+            shortcut.ws.shallow_clone().copy_(&w);
+        });
+        Self {
+            conv1: nn::conv2d(root / "conv1", c_in, n, 1, cfg(false, torch_default(c_in))),
+            bn_hid: use_bn.then(|| nn::batch_norm2d(root / "bn_hid", n, Default::default())),
+            conv2: nn::conv2d(root / "conv2", n, n, 1, cfg(false, nn::Init::Const(0.0))),
+            shortcut,
+            bn_out: nn::batch_norm2d(root / "bn_out", n, Default::default()),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.apply(&self.conv1);
+        if let Some(bn) = &self.bn_hid {
+            h = h.apply_t(bn, true);
+        }
+        (h.relu().apply(&self.conv2) + x.apply(&self.shortcut)).apply_t(&self.bn_out, true)
+    }
+}
+
+pub struct Amdim {
+    proj5: FakeRkhs,
+    proj7: FakeRkhs,
+    params: AmdimParams,
+}
+
+impl Amdim {
+    /// `map_channels`: the trunk's channels at 5×5 and 7×7; `n_rkhs`: the width of r1.
+    pub fn new(root: &nn::Path, map_channels: i64, n_rkhs: i64, use_bn: bool, params: &AmdimParams) -> Self {
+        Self {
+            proj5: FakeRkhs::new(&(root / "rkhs_5"), map_channels, n_rkhs, use_bn),
+            proj7: FakeRkhs::new(&(root / "rkhs_7"), map_channels, n_rkhs, use_bn),
+            params: params.clone(),
+        }
+    }
+
+    /// The loss of the two views' encoder maps.
+    pub fn step(&self, m1: &Maps, m2: &Maps) -> Result<StepLoss> {
+        let (r5_1, r7_1) = (self.proj5.forward(&m1.f5), self.proj7.forward(&m1.f7));
+        let (r5_2, r7_2) = (self.proj5.forward(&m2.f5), self.proj7.forward(&m2.f7));
+        let n = m1.r1.size()[0];
+        let dev = m1.r1.device();
+        let (i1, i2) = (Tensor::randint(25, [n], (Kind::Int64, dev)), Tensor::randint(25, [n], (Kind::Int64, dev)));
+        let a = Views { r1: &m1.r1, r5: &r5_1, r7: &r7_1, source5: &i1 };
+        let b = Views { r1: &m2.r1, r5: &r5_2, r7: &r7_2, source5: &i2 };
+        loss::loss(&a, &b, self.params.tclip, self.params.score_reg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projections_start_near_identity_and_the_loss_trains() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = crate::nn::amdim::Amdim::new(&(vs.root() / "enc"), 3, 32, 2, 16, 1, false).unwrap();
+        let m = Amdim::new(&(vs.root() / "method"), net.map_channels(), 16, false, &AmdimParams { tclip: 20.0, score_reg: 0.05 });
+        let w = m.proj5.shortcut.ws.reshape([16, 8]);
+        assert!(f64::try_from(w.narrow(1, 0, 8).diagonal(0, 0, 1).min()).unwrap() == 1.0);
+        let mut opt = nn::OptimizerConfig::build(nn::Adam { beta1: 0.8, ..Default::default() }, &vs, 1e-2).unwrap();
+        let x = Tensor::rand([8, 3, 32, 32], tch::kind::FLOAT_CPU);
+        let mut losses = Vec::new();
+        for _ in 0..20 {
+            let v1 = &x + Tensor::randn_like(&x) * 0.05;
+            let v2 = &x + Tensor::randn_like(&x) * 0.05;
+            let l = m.step(&net.maps(&v1, true), &net.maps(&v2, true)).unwrap();
+            losses.push(l.total.double_value(&[]));
+            opt.backward_step(&l.total);
+        }
+        let (first, last) = (losses[..3].iter().sum::<f64>(), losses[17..].iter().sum::<f64>());
+        assert!(last < first - 0.3, "{losses:?}");
+    }
+}
