@@ -51,7 +51,15 @@ fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<Plan> {
                 t.dataset,
                 entry.format.name()
             )),
-            Ok(_) => {}
+            Ok(entry) => {
+                let size = t.data.image_size.unwrap_or(entry.image_size);
+                if matches!(t.backbone, plan::Backbone::Amdim { .. }) && ![32, 64, 128].contains(&size) {
+                    problems.push(format!(
+                        "target {}: backbone.arch amdim takes 32, 64 or 128 px images (the official encoder_size); {} images are {size} px: set data.image_size",
+                        t.id, t.dataset
+                    ));
+                }
+            }
         }
     }
     if !problems.is_empty() {

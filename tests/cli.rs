@@ -192,8 +192,8 @@ fn killed_run_resumes_from_its_checkpoint() {
 fn loss_command_prints_json_terms() {
     let sb = Sandbox::new();
     // float64 .npy files written by hand: header + little-endian data.
-    let npy = |name: &str, rows: &[[f64; 3]]| {
-        let header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, 3), }}", rows.len());
+    let npy_n = |name: &str, cols: usize, values: &[f64]| {
+        let header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {cols}), }}", values.len() / cols);
         let mut h = header.into_bytes();
         while (10 + h.len() + 1) % 64 != 0 {
             h.push(b' ');
@@ -202,13 +202,12 @@ fn loss_command_prints_json_terms() {
         let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         bytes.extend((h.len() as u16).to_le_bytes());
         bytes.extend(h);
-        for r in rows {
-            for v in r {
-                bytes.extend(v.to_le_bytes());
-            }
+        for v in values {
+            bytes.extend(v.to_le_bytes());
         }
         std::fs::write(sb.path(name), bytes).unwrap();
     };
+    let npy = |name: &str, rows: &[[f64; 3]]| npy_n(name, 3, &rows.concat());
     npy("a.npy", &[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.8, 0.0]]);
     npy("b.npy", &[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.8, 0.6, 0.0]]);
     let o = sb.repro(&["loss", "corinfomax", "--z1", "a.npy", "--z2", "b.npy", "--set", "alpha=10", "--json"]);
@@ -231,6 +230,7 @@ fn loss_command_prints_json_terms() {
         ("vicreg", &["invariance", "variance", "covariance"][..]),
         ("byol", &["regression"][..]),
         ("emi", &["mutual_information", "logdet_z1", "logdet_z2", "logdet_joint"][..]),
+        ("er", &["reconstruction", "entropy"][..]),
     ] {
         let o = sb.repro(&["loss", method, "--z1", "a.npy", "--z2", "b.npy", "--json"]);
         assert_exit(&o, 0);
@@ -253,7 +253,33 @@ fn loss_command_prints_json_terms() {
     assert!(stderr(&o).contains("same shape"), "{}", stderr(&o));
     let o = sb.repro(&["loss", "simclrr", "--z1", "a.npy", "--z2", "b.npy", "--json"]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("available: barlow_twins, byol, corinfomax, emi, simclr, vicreg"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("available: amdim, barlow_twins, byol, corinfomax, emi, er, simclr, vicreg"), "{}", stderr(&o));
+    // ER on probabilities (discrete support) and its refusal of rows that are not.
+    npy("p1.npy", &[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5], [0.6, 0.4, 0.0]]);
+    npy("p2.npy", &[[0.5, 0.5, 0.0], [0.0, 0.9, 0.1], [0.2, 0.3, 0.5], [0.3, 0.3, 0.4]]);
+    let o = sb.repro(&["loss", "er", "--z1", "p1.npy", "--z2", "p2.npy", "--set", "support=discrete", "--set", "reduction=average", "--json"]);
+    assert_exit(&o, 0);
+    let o = sb.repro(&["loss", "er", "--z1", "a.npy", "--z2", "b.npy", "--set", "support=discrete", "--json"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("probability rows") && stderr(&o).contains("a.npy"), "{}", stderr(&o));
+    // AMDIM: rows are [r1 | r5 | r7] of one image (75·D columns); the seed fixes the 5x5 sources.
+    let d = 2;
+    let values: Vec<f64> = (0..4 * 75 * d).map(|i| (i as f64 * 0.37).sin()).collect();
+    npy_n("m1.npy", 75 * d, &values);
+    npy_n("m2.npy", 75 * d, &values.iter().map(|v| v * 0.5 + 0.1).collect::<Vec<_>>());
+    let run = |seed: &str| {
+        let o = sb.repro(&["loss", "amdim", "--z1", "m1.npy", "--z2", "m2.npy", "--set", seed, "--json"]);
+        assert_exit(&o, 0);
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let (a, b) = (run("seed=0"), run("seed=0"));
+    assert_eq!(a["loss"], b["loss"]);
+    for t in ["nce_1t5", "nce_1t7", "nce_5t5", "score_reg"] {
+        assert!(a["terms"][t].as_f64().unwrap().is_finite(), "{a}");
+    }
+    let o = sb.repro(&["loss", "amdim", "--z1", "a.npy", "--z2", "b.npy", "--json"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("75·D columns"), "{}", stderr(&o));
 }
 
 #[test]
@@ -307,7 +333,7 @@ fn every_method_trains_from_a_suite() {
     let suite = root.join("suites/smoke.yaml").display().to_string();
     let o = sb.repro(&["--lock", &lock, "run", &suite, "--device", "cpu"]);
     assert_exit(&o, 0);
-    for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "random_init"] {
+    for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "amdim", "er_simclr", "er_byol", "er_dino", "random_init"] {
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/metrics.json"))).unwrap()).unwrap();
         let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
         assert!(knn > 30.0 && knn <= 100.0, "{id}: k-NN {knn}");
@@ -319,5 +345,10 @@ fn every_method_trains_from_a_suite() {
     // BYOL's EMA target is checkpointed with the online model (safetensors' header names the tensors).
     let ckpt = std::fs::read(sb.path("reports/smoke/byol/checkpoint.safetensors")).unwrap();
     let has = |key: &str| ckpt.windows(key.len()).any(|w| w == key.as_bytes());
-    assert!(has("byol.target.conv1.weight") && has("byol.target.projector.0.weight") && has("model.method.predictor.0.weight"));
+    assert!(has("byol.target.conv1.weight") && has("byol.target.method.projector.0.weight") && has("model.method.predictor.0.weight"));
+    // AMDIM logs its three NCE terms; ER its two terms.
+    let log = std::fs::read_to_string(sb.path("reports/smoke/amdim/train_log.jsonl")).unwrap();
+    assert!(["nce_1t5", "nce_1t7", "nce_5t5", "score_reg"].iter().all(|t| log.contains(t)), "{log}");
+    let log = std::fs::read_to_string(sb.path("reports/smoke/er_dino/train_log.jsonl")).unwrap();
+    assert!(log.contains("\"reconstruction\"") && log.contains("\"entropy\""), "{log}");
 }

@@ -127,3 +127,52 @@ impl Model {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An EMA target (BYOL; ER's byol and dino heads) survives a checkpoint round trip exactly.
+    #[test]
+    fn ema_targets_round_trip_through_method_state() {
+        let _rng = crate::rng_lock();
+        let yaml = |method: &str, params: &str| {
+            format!(
+                "version: 1\ntargets:\n  - id: t\n    dataset: d\n    method: {method}\n    method_params: {params}\n    backbone: {{arch: resnet18, width: 2, zero_init_residual: false}}\n    data: {{monitor_holdout: 1, monitor_bank: 1}}\n    augment: {{crop_scale: [1.0, 1.0], crop_ratio: [1.0, 1.0], hflip: 0.0, interpolation: bilinear}}\n    train: {{epochs: 1, batch_size: 2, seed: 0, lr: 0.1, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 0.0, warmup_epochs: 0.0, min_lr: 0.0}}\n    eval: {{batch_size: 1, knn: {{k: 1, temperature: 1.0, distance: cosine}}, linear: {{epochs: 1, batch_size: 1, lr: 0.1, momentum: 0.0, weight_decay: 0.0, standardize: true}}}}\n    export: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
+            )
+        };
+        for (method, params) in [
+            ("byol", "{projector: [8, 4], predictor: [8, 4], momentum: 0.9}"),
+            ("er", "{projector: [8, 4], reduction: average, head: {name: dino, prototypes: 6, momentum: 0.9, student_temperature: 0.1, teacher_temperature: 0.05}}"),
+        ] {
+            let spec = crate::suite::parse_str(&yaml(method, params)).unwrap();
+            let targets = crate::suite::merge_targets(&spec, &[]).unwrap();
+            let plan = crate::plan::build(&crate::suite::LoadedSuite { path: "t.yaml".into(), name: "t".into(), version: 1, description: None, targets }).unwrap();
+            let t = &plan.targets[0];
+            tch::manual_seed(0);
+            let mut a = Model::new(t, 1, 8, tch::Device::Cpu).unwrap();
+            tch::no_grad(|| {
+                for (_, mut v) in a.vs.variables() {
+                    let _ = v.g_add_scalar_(0.5);
+                }
+            });
+            a.after_step(0, 4).unwrap();
+            let sorted = |mut v: Vec<(String, Tensor)>| {
+                v.sort_by(|x, y| x.0.cmp(&y.0));
+                v
+            };
+            let state = sorted(a.method_state());
+            assert!(!state.is_empty(), "{method}");
+            tch::manual_seed(1);
+            let mut b = Model::new(t, 1, 8, tch::Device::Cpu).unwrap();
+            b.load_method_state(&state).unwrap();
+            for ((ka, va), (kb, vb)) in state.iter().zip(sorted(b.method_state()).iter()) {
+                assert_eq!(ka, kb);
+                assert!(va.equal(vb), "{method}: {ka}");
+            }
+            // A checkpoint without the target is refused with the missing key named.
+            let e = format!("{:#}", b.load_method_state(&[]).unwrap_err());
+            assert!(e.contains("checkpoint lacks"), "{e}");
+        }
+    }
+}
