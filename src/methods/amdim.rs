@@ -17,7 +17,8 @@ use tch::{Kind, Tensor};
 
 use super::StepLoss;
 use crate::losses::amdim::{self as loss, Views};
-use crate::nn::amdim::{torch_default, Maps};
+use crate::nn::amdim::Maps;
+use crate::nn::torch_default;
 use crate::plan::AmdimParams;
 
 /// The projection of a local map to n_rkhs channels.

@@ -36,7 +36,7 @@ struct Prototypes {
 
 impl Prototypes {
     fn new(root: &nn::Path, dim: i64, k: i64) -> Self {
-        Self { w: root.var("weight", &[k, dim], crate::nn::amdim::torch_default(dim)) }
+        Self { w: root.var("weight", &[k, dim], crate::nn::torch_default(dim)) }
     }
 
     fn logits(&self, z: &Tensor) -> Tensor {

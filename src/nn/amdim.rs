@@ -26,15 +26,8 @@ use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::export::graph::{attr_float, attr_int, attr_ints, attr_string, GraphBuilder};
-
-const BN_EPS: f64 = 1e-5;
-
-/// PyTorch's default initialisation of a layer with `fan_in` inputs: U(±1/√fan_in).
-pub fn torch_default(fan_in: i64) -> nn::Init {
-    let b = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform { lo: -b, up: b }
-}
+use super::{emit_batch_norm, emit_conv, sub, torch_default, BN_EPS};
+use crate::export::graph::{attr_int, attr_ints, attr_string, GraphBuilder};
 
 fn conv(root: &nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool, ws_init: nn::Init) -> nn::Conv2D {
     let fan_in = c_in * k * k;
@@ -43,30 +36,6 @@ fn conv(root: &nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool,
 
 fn batch_norm(root: &nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(root, c, nn::BatchNormConfig { eps: BN_EPS, ..Default::default() })
-}
-
-fn emit_conv(g: &mut GraphBuilder, name: &str, c: &nn::Conv2D, x: &str, k: i64, stride: i64) -> Result<String> {
-    let w = g.weight(&format!("{name}.weight"), &c.ws)?;
-    let mut inputs = vec![x.to_owned(), w];
-    if let Some(b) = &c.bs {
-        inputs.push(g.weight(&format!("{name}.bias"), b)?);
-    }
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    g.node(
-        "Conv",
-        &refs,
-        &format!("{name}.out"),
-        vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[stride, stride]), attr_ints("pads", &[0, 0, 0, 0]), attr_ints("dilations", &[1, 1]), attr_int("group", 1)],
-    )
-}
-
-fn emit_bn(g: &mut GraphBuilder, name: &str, bn: &nn::BatchNorm, x: &str) -> Result<String> {
-    let (Some(scale), Some(bias)) = (&bn.ws, &bn.bs) else { bail!("batch norm {name} has no affine parameters") };
-    let s = g.weight(&format!("{name}.weight"), scale)?;
-    let b = g.weight(&format!("{name}.bias"), bias)?;
-    let m = g.weight(&format!("{name}.running_mean"), &bn.running_mean)?;
-    let v = g.weight(&format!("{name}.running_var"), &bn.running_var)?;
-    g.node("BatchNormalization", &[x, &s, &b, &m, &v], &format!("{name}.out"), vec![attr_float("epsilon", BN_EPS as f32), attr_float("momentum", 0.9)])
 }
 
 /// `Conv3x3`: optional explicit padding, convolution with bias, ReLU (the official stem never uses BN).
@@ -98,7 +67,7 @@ impl Stem {
             let pads = g.ints(&format!("{}.pads", self.name), &[0, 0, p, p, 0, 0, p, p])?;
             x = g.node("Pad", &[&x, &pads], &format!("{}.padded", self.name), vec![attr_string("mode", "reflect")])?;
         }
-        let y = emit_conv(g, &self.name, &self.conv, &x, self.k, self.stride)?;
+        let y = emit_conv(g, &self.name, &self.conv, &x, self.k, self.stride, 0)?;
         g.node("Relu", &[&y], &format!("{}.relu", self.name), vec![])
     }
 }
@@ -118,7 +87,7 @@ struct Unit {
 
 impl Unit {
     fn new(root: &nn::Path, name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, use_bn: bool) -> Self {
-        let p = name.split('.').fold(root.clone(), |p, part| p.sub(part));
+        let p = sub(root, name);
         Self {
             conv1: conv(&(&p / "conv1"), c_in, c_out, k, stride, false, torch_default(c_in * k * k)),
             bn1: use_bn.then(|| batch_norm(&(&p / "bn1"), c_out)),
@@ -150,12 +119,12 @@ impl Unit {
 
     fn emit(&self, g: &mut GraphBuilder, x: &str) -> Result<String> {
         let n = &self.name;
-        let mut h = emit_conv(g, &format!("{n}.conv1"), &self.conv1, x, self.k, self.stride)?;
+        let mut h = emit_conv(g, &format!("{n}.conv1"), &self.conv1, x, self.k, self.stride, 0)?;
         if let Some(bn) = &self.bn1 {
-            h = emit_bn(g, &format!("{n}.bn1"), bn, &h)?;
+            h = emit_batch_norm(g, &format!("{n}.bn1"), bn, &h)?;
         }
         let h = g.node("Relu", &[&h], &format!("{n}.relu"), vec![])?;
-        let h = emit_conv(g, &format!("{n}.conv2"), &self.conv2, &h, 1, 1)?;
+        let h = emit_conv(g, &format!("{n}.conv2"), &self.conv2, &h, 1, 1, 0)?;
         let mut s = x.to_owned();
         if !(self.k == 1 && self.stride == 1) {
             let (k, st) = (self.k, self.stride);
@@ -287,7 +256,7 @@ impl Amdim {
             y = match l {
                 Layer::Stem(s) => s.emit(g, &y)?,
                 Layer::Unit(u) => u.emit(g, &y)?,
-                Layer::Norm(Some(bn), name) => emit_bn(g, name, bn, &y)?,
+                Layer::Norm(Some(bn), name) => emit_batch_norm(g, name, bn, &y)?,
                 Layer::Norm(None, _) => y,
             };
         }

@@ -11,7 +11,8 @@ use anyhow::Result;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::export::graph::{attr_float, attr_int, attr_ints, GraphBuilder};
+use super::{emit_batch_norm, emit_conv, sub, BN_EPS};
+use crate::export::graph::{attr_int, GraphBuilder};
 
 /// Convolution followed by batch norm (no conv bias), with the geometry the ONNX emitter needs.
 #[derive(Debug)]
@@ -24,8 +25,6 @@ struct ConvBn {
     name: String,
     bn_name: String,
 }
-
-const BN_EPS: f64 = 1e-5;
 
 impl ConvBn {
     #[allow(clippy::too_many_arguments)]
@@ -64,42 +63,9 @@ impl ConvBn {
     }
 
     fn emit(&self, g: &mut GraphBuilder, prefix: &str, x: &str) -> Result<String> {
-        let conv = format!("{prefix}{}", self.name);
-        let bn = format!("{prefix}{}", self.bn_name);
-        let w = g.weight(&format!("{conv}.weight"), &self.conv.ws)?;
-        let k = self.kernel;
-        let p = self.padding;
-        let y = g.node(
-            "Conv",
-            &[x, &w],
-            &format!("{conv}.out"),
-            vec![
-                attr_ints("kernel_shape", &[k, k]),
-                attr_ints("strides", &[self.stride, self.stride]),
-                attr_ints("pads", &[p, p, p, p]),
-                attr_ints("dilations", &[1, 1]),
-                attr_int("group", 1),
-            ],
-        )?;
-        let (Some(scale), Some(bias)) = (&self.bn.ws, &self.bn.bs) else {
-            anyhow::bail!("batch norm {bn} has no affine parameters");
-        };
-        let s = g.weight(&format!("{bn}.weight"), scale)?;
-        let b = g.weight(&format!("{bn}.bias"), bias)?;
-        let m = g.weight(&format!("{bn}.running_mean"), &self.bn.running_mean)?;
-        let v = g.weight(&format!("{bn}.running_var"), &self.bn.running_var)?;
-        g.node(
-            "BatchNormalization",
-            &[&y, &s, &b, &m, &v],
-            &format!("{bn}.out"),
-            vec![attr_float("epsilon", BN_EPS as f32), attr_float("momentum", 0.9)],
-        )
+        let y = emit_conv(g, &format!("{prefix}{}", self.name), &self.conv, x, self.kernel, self.stride, self.padding)?;
+        emit_batch_norm(g, &format!("{prefix}{}", self.bn_name), &self.bn, &y)
     }
-}
-
-/// Builds a nested path from a dotted name (tch's `Path::sub` refuses dots).
-fn sub<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
-    dotted.split('.').fold(root.clone(), |p, part| p.sub(part))
 }
 
 #[derive(Debug)]
