@@ -156,8 +156,10 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
             t.id, log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor
         );
         logs.push(log);
-        checkpoint::save(dir, model, &opt, epoch + 1)?;
+        // The log first: a run killed between the two writes resumes from the previous checkpoint
+        // and drops the extra line (`l.epoch <= done`); the other order would lose this epoch's line.
         write_log(&log_path, &logs)?;
+        checkpoint::save(dir, model, &opt, epoch + 1)?;
     }
     let last = logs.last();
     let all_s: f64 = logs.iter().map(|l| l.epoch_s).sum();
