@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    run(&mut g, "emi", 512, 128, |a, b| losses::emi::loss(a, b, &plan::EmiParams { projector: vec![], eps: 1e-3 }).expect("emi"));
+    run(&mut g, "emi", 512, 128, |a, b| losses::emi::loss(a, b, &plan::EmiParams { projector: vec![], eps: 1e-3, standardize: true }).expect("emi"));
     g.finish();
 }
 

@@ -11,10 +11,10 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Device;
 
-use crate::cli::{Cli, Command, DeviceArg, DistanceArg, EvalArgs, LossArgs, RunArgs};
+use crate::cli::{Cli, Command, DeviceArg, DistanceArg, EvalArgs, LossArgs, RunArgs, ScheduleArg};
 use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
 use crate::plan::{self, Plan, Target};
-use crate::results::{self, ConfigRecord, EnvRecord, FailureRecord, Metric, MetricsRecord, RunDir};
+use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureRecord, Keys, Metric, MetricKind, MetricsRecord, RunDir};
 use crate::{eval, export, gate, methods, report, suite, train, util, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
@@ -26,8 +26,11 @@ pub fn main(cli: Cli) -> Result<Outcome> {
         Command::Export { checkpoint, out } => export_checkpoint(&cli.lock, &checkpoint, &out),
         Command::Eval(args) => eval_file(&cli.lock, &args),
         Command::Report { dir, format } => {
-            let runs = results::load_suite_dir(&dir)?;
-            println!("{}", report::render(&report::rows(&runs), format)?);
+            let records = results::load_suite_dir(&dir)?;
+            for p in &records.problems {
+                eprintln!("warning: {p}");
+            }
+            println!("{}", report::render(&records.runs, &records.problems, &BuildInfo::current(), format)?);
             Ok(Outcome::Success)
         }
         Command::Gate { dir, baseline, tolerance } => gate::run(&dir, baseline.as_deref(), tolerance),
@@ -98,6 +101,7 @@ pub fn select_device(arg: DeviceArg) -> Result<Device> {
 
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let plan = load_plan(lock, &args.suite, &args.set)?;
+    let lockfile = data::lock::Lock::load(lock)?;
     let targets: Vec<&Target> = if args.targets.is_empty() {
         plan.targets.iter().collect()
     } else {
@@ -110,7 +114,9 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         plan.targets.iter().filter(|t| args.targets.contains(&t.id)).collect()
     };
     let device = select_device(args.device)?;
-    eprintln!("repro {}: suite {} ({} targets) on {device:?}", env!("CARGO_PKG_VERSION"), plan.suite, targets.len());
+    let build = BuildInfo::current();
+    let n_runs: usize = targets.iter().map(|t| t.train.seeds.len()).sum();
+    eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs) on {device:?}", build.version, build.label(), plan.suite, targets.len());
 
     // Data problems are infrastructure errors (exit 2): resolve every dataset before training.
     let mut datasets: BTreeMap<String, Splits> = BTreeMap::new();
@@ -133,70 +139,158 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         }
     }
 
+    let suite_dir = args.out.join(&plan.suite);
     let mut failed = 0;
+    let mut wanted = Vec::new();
     for t in &targets {
-        let dir = RunDir::new(&args.out, &plan.suite, &t.id);
+        let position = plan.targets.iter().position(|p| p.id == t.id).unwrap_or(0);
+        let dataset_hash = lockfile.get(&t.dataset)?.content_hash();
         let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_target(&plan, t, splits, &dir, device)))
-            .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
-        if let Err(e) = result {
-            failed += 1;
-            let msg = format!("{e:#}");
-            eprintln!("  {} FAILED: {msg}", t.id);
-            util::write_json(&dir.path("failure.json"), &FailureRecord { error: msg })?;
+        for &seed in &t.train.seeds {
+            let config = ConfigRecord {
+                schema_version: results::SCHEMA_VERSION,
+                suite: plan.suite.clone(),
+                suite_version: plan.suite_version,
+                position,
+                seed,
+                keys: Keys::new(t, seed, &dataset_hash)?,
+                target: (*t).clone(),
+            };
+            wanted.push(config.keys.run.clone());
+            let dir = RunDir::new(&args.out, &plan.suite, t, seed);
+            let label = run_label(t, seed);
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, device, args, &build)))
+                .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
+            if let Err(e) = result {
+                failed += 1;
+                let msg = format!("{e:#}");
+                eprintln!("  {label} FAILED: {msg}");
+                // A failure record goes only into a folder that holds this run.
+                if dir.read().ok().flatten().is_some_and(|r| r.config.keys.run == config.keys.run) {
+                    results::write(&dir.path("failure.json"), &FailureRecord { schema_version: results::SCHEMA_VERSION, run_key: config.keys.run.clone(), error: msg })?;
+                }
+            }
         }
     }
 
-    let runs = results::load_suite_dir(&args.out.join(&plan.suite))?;
-    let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
-    let runs: Vec<_> = runs.into_iter().filter(|r| ids.contains(&r.config.target.id.as_str())).collect();
-    let rows = report::rows(&runs);
-    let suite_dir = args.out.join(&plan.suite);
-    util::write_atomic(&suite_dir.join("results.md"), report::render(&rows, report::Format::Md)?.as_bytes())?;
-    util::write_atomic(&suite_dir.join("results.csv"), report::render(&rows, report::Format::Csv)?.as_bytes())?;
-    println!("{}", report::render(&rows, report::Format::Terminal)?);
+    let records = results::load_suite_dir(&suite_dir)?;
+    for p in &records.problems {
+        eprintln!("warning: {p}");
+    }
+    let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.contains(&r.config.keys.run)).collect();
+    let md = report::render(&runs, &[], &build, report::Format::Md)?;
+    util::write_atomic(&suite_dir.join("results.md"), md.as_bytes())?;
+    util::write_atomic(&suite_dir.join("results.csv"), report::render(&runs, &[], &build, report::Format::Csv)?.as_bytes())?;
+    println!("{}", report::render(&runs, &[], &build, report::Format::Terminal)?);
     eprintln!("tables written to {}/results.{{md,csv}}", suite_dir.display());
     Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
+}
+
+/// `id`, or `id (seed N)` for a target with several seeds.
+fn run_label(t: &Target, seed: u64) -> String {
+    if t.train.seeds.len() > 1 {
+        format!("{} (seed {seed})", t.id)
+    } else {
+        t.id.clone()
+    }
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned())).unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs one target to a finished record (or resumes / skips it).
-fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: Device) -> Result<()> {
-    let config = ConfigRecord::new(&plan.suite, plan.suite_version, t)?;
-    let previous = dir.config().ok().flatten();
-    if previous.as_ref().is_some_and(|p| p.config_hash == config.config_hash) {
-        if dir.metrics().ok().flatten().is_some() {
-            eprintln!("  {}: finished earlier with the same configuration; skipping", t.id);
-            return Ok(());
+/// The files a run keeps when only its evaluation protocol changed.
+const TRAINING_FILES: [&str; 3] = ["checkpoint.json", train::checkpoint::TENSORS, "train_log.jsonl"];
+
+/// Decides what to do with what `dir` already holds: skip a finished run of the same key (its
+/// wording refreshed), resume one of the same training, move anything else aside (never delete).
+/// Returns whether there is work to do.
+fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, args: &RunArgs, build: &BuildInfo) -> Result<bool> {
+    let t = &config.target;
+    let mut existing = match dir.read() {
+        Ok(r) => r,
+        Err(problem) if args.move_aside => {
+            let to = dir.move_aside(suite_dir, &[])?;
+            eprintln!("  {label}: {problem}: moved to {} (--move-aside)", to.display());
+            None
         }
-    } else if dir.0.exists() {
-        eprintln!("  {}: configuration changed since the last run; starting over", t.id);
-        for f in ["metrics.json", "env.json", "failure.json", "checkpoint.json", train::checkpoint::TENSORS, "train_log.jsonl", "encoder.onnx"] {
-            let p = dir.path(f);
-            if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("cannot remove stale {}", p.display()))?;
+        Err(problem) => bail!(
+            "{problem}. Nothing was run for {label}: move it out of the way with `repro run --move-aside` (to {}/), remove it, or use another --out",
+            suite_dir.join(results::SUPERSEDED).display()
+        ),
+    };
+    if existing.is_none() {
+        // A run made when the target had another number of seeds lives in the other layout.
+        let other = RunDir::other_layout(&args.out, &config.suite, t, config.seed);
+        if let Ok(Some(r)) = other.read() {
+            if r.config.keys.train == config.keys.train && r.config.seed == config.seed {
+                eprintln!("  {label}: moving its earlier run from {} to {}", other.0.display(), dir.0.display());
+                other.relocate(dir)?;
+                existing = dir.read().map_err(|p| anyhow!("{p}"))?;
             }
         }
+    }
+    match existing {
+        Some(r) if r.config.keys.run == config.keys.run && r.finished() => {
+            let stale = r.env.as_ref().filter(|e| e.is_stale(build)).map(|e| e.commit_label());
+            match stale {
+                Some(made_by) if args.rerun_stale => {
+                    let to = dir.move_aside(suite_dir, &[])?;
+                    eprintln!("  {label}: made by {made_by}, this build is {}: earlier run moved to {}; running again (--rerun-stale)", build.label(), to.display());
+                }
+                _ => {
+                    if r.config != *config {
+                        results::write(&dir.path("config.json"), config)?; // new wording or expected numbers
+                    }
+                    let by = stale.map(|c| format!(" by {c} (another build; --rerun-stale runs it again)")).unwrap_or_default();
+                    eprintln!("  {label}: finished earlier{by} with the same configuration; skipping");
+                    return Ok(false);
+                }
+            }
+        }
+        Some(r) if r.config.keys.train == config.keys.train => {
+            let evaluated = r.finished() || r.failure.is_some() || dir.path("encoder.onnx").exists();
+            if r.config.keys.run != config.keys.run && evaluated {
+                let to = dir.move_aside(suite_dir, &TRAINING_FILES)?;
+                eprintln!("  {label}: evaluation protocol changed; its training is kept, the earlier results moved to {}", to.display());
+            }
+        }
+        Some(r) => {
+            let to = dir.move_aside(suite_dir, &[])?;
+            eprintln!(
+                "  {label}: configuration changed since the last run (run {} → {}): the earlier run moved to {}; starting over",
+                results::short(&r.config.keys.run),
+                results::short(&config.keys.run),
+                to.display()
+            );
+        }
+        None => {}
     }
     dir.create()?;
     let failure = dir.path("failure.json");
     if failure.exists() {
         std::fs::remove_file(&failure).with_context(|| format!("cannot remove {}", failure.display()))?;
     }
-    util::write_json(&dir.path("config.json"), &config)?;
+    results::write(&dir.path("config.json"), config)?;
+    Ok(true)
+}
 
+/// Runs one target at one seed to a finished record (or resumes / skips it).
+#[allow(clippy::too_many_arguments)]
+fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, suite_dir: &Path, device: Device, args: &RunArgs, build: &BuildInfo) -> Result<()> {
+    if !prepare(config, label, dir, suite_dir, args, build)? {
+        return Ok(());
+    }
+    let (t, seed) = (&config.target, config.seed);
     let started = Instant::now();
     let info = &splits.info;
-    tch::manual_seed(util::derive_seed(t.train.seed, "init") as i64);
+    tch::manual_seed(util::derive_seed(seed, "init") as i64);
     let mut model = methods::Model::new(t, info.channels as i64, info.image_size, device)?;
     let norm = Normalize::new(&info.mean, &info.std, device);
-    eprintln!("  {}: {} on {} at {} px ({})", t.id, t.method.name(), t.dataset, info.image_size, t.backbone.label());
+    eprintln!("  {label}: {} on {} at {} px ({})", t.method.name(), t.dataset, info.image_size, t.backbone.label());
     let outcome = if t.method.trains() {
-        let data = train::TrainData::new(t, splits, device)?;
-        Some(train::train(t, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
+        let data = train::TrainData::new(t, seed, splits, device)?;
+        Some(train::train(t, seed, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
     } else {
         None
     };
@@ -209,35 +303,48 @@ fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: De
     let parity = export::parity::check(&model.encoder, &onnx, &x, t.export.parity_tolerance)?;
     let onnx_path = dir.path("encoder.onnx");
     util::write_atomic(&onnx_path, &onnx)?;
-    eprintln!("  {}: encoder.onnx written; parity on {} test images: max relative difference {:.2e}", t.id, parity.images, parity.rel_diff);
+    eprintln!("  {label}: encoder.onnx written; parity on {} test images: max relative difference {:.2e}", parity.images, parity.rel_diff);
 
-    // Evaluation through ONNX Runtime only.
+    // Evaluation through ONNX Runtime only (the probes' views are made here, on `device`).
     let eval_started = Instant::now();
     let mut enc = eval::session::Encoder::from_file(&onnx_path, true)?;
     let pre = eval::Preprocess { mean: info.mean.clone(), std: info.std.clone() };
     let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, t.eval.batch_size)?;
-    let ev = eval::evaluate(&emb, &splits.train, &splits.test, info.classes, &t.eval, util::derive_seed(t.train.seed, "linear"))?;
+    let mut views = Views { enc: &mut enc, splits, pre: &pre, batch: t.eval.batch_size, device };
+    let ev = eval::evaluate(&emb, &splits.train, &splits.test, info.classes, &t.eval, seed, &mut views)?;
     let eval_s = eval_started.elapsed().as_secs_f64();
-    eprintln!("  {}: k-NN {:.2}%  linear {:.2}%  (eval {:.0}s)", t.id, ev.knn_top1, ev.linear.test_top1, eval_s);
+    let probes: Vec<String> = ev.linear.iter().map(|p| format!("{:.2}%", p.outcome.test_top1)).collect();
+    eprintln!("  {label}: k-NN {:.2}%  linear {}  (eval {eval_s:.0}s)", ev.knn_top1, probes.join(" / "));
 
     let mut metrics = BTreeMap::new();
-    let pct = |v: f64| Metric { value: v, higher_is_better: true, unit: "%".into() };
-    metrics.insert(ev.knn_metric.clone(), pct(ev.knn_top1));
-    metrics.insert(ev.linear_metric.clone(), pct(ev.linear.test_top1));
-    metrics.insert("onnx_parity_rel_diff".into(), Metric { value: parity.rel_diff, higher_is_better: false, unit: "ratio".into() });
+    let pct = |value: f64, kind: MetricKind, protocol: serde_json::Value| Metric { value, higher_is_better: true, unit: "%".into(), kind, protocol: Some(protocol) };
+    metrics.insert(ev.knn_metric.clone(), pct(ev.knn_top1, MetricKind::Eval, serde_json::json!({ "knn": t.eval.knn, "bank": "train split", "query": "test split" })));
+    for p in &ev.linear {
+        metrics.insert(p.metric.clone(), pct(p.outcome.test_top1, MetricKind::Eval, serde_json::to_value(&p.protocol)?));
+    }
+    let parity_protocol = serde_json::json!({ "images": parity.images, "tolerance": t.export.parity_tolerance });
+    metrics.insert("onnx_parity_rel_diff".into(), Metric { value: parity.rel_diff, higher_is_better: false, unit: "ratio".into(), kind: MetricKind::Parity, protocol: Some(parity_protocol) });
     if let Some(o) = &outcome {
-        metrics.insert("train_images_per_s".into(), Metric { value: o.images_per_s, higher_is_better: true, unit: "images/s".into() });
+        metrics.insert("train_images_per_s".into(), Metric { value: o.images_per_s, higher_is_better: true, unit: "images/s".into(), kind: MetricKind::Speed, protocol: None });
         if let Some(m) = o.monitor_knn_top1 {
-            metrics.insert(format!("monitor_knn_top1@k{}_t{}", t.eval.knn.k, t.eval.knn.temperature), pct(m));
+            let k = &t.eval.knn;
+            let name = format!("monitor_knn_top1@k{}_t{}_cosine_hold{}_bank{}", k.k, k.temperature, t.data.monitor_holdout, t.data.monitor_bank);
+            let protocol = serde_json::json!({ "k": k.k, "temperature": k.temperature, "distance": "cosine", "holdout": t.data.monitor_holdout, "bank": t.data.monitor_bank, "epoch": o.epochs });
+            metrics.insert(name, pct(m, MetricKind::Monitor, protocol));
         }
     }
+    let run_key = config.keys.run.clone();
     let env = EnvRecord {
-        repro_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: option_env!("REPRO_GIT_COMMIT").map(String::from),
+        schema_version: results::SCHEMA_VERSION,
+        run_key: run_key.clone(),
+        repro_version: build.version.clone(),
+        git_commit: build.git_commit.clone(),
+        git_dirty: build.git_dirty,
         libtorch_version: Some(crate::TORCH_VERSION.into()),
         onnxruntime_version: eval::session::runtime_version(),
         device: format!("{device:?}"),
-        seed: t.train.seed,
+        cpu: util::cpu_description(),
+        seed,
         threads: tch::get_num_threads(),
         train_s: outcome.as_ref().map_or(0.0, |o| o.train_s),
         eval_s,
@@ -247,8 +354,49 @@ fn run_target(plan: &Plan, t: &Target, splits: &Splits, dir: &RunDir, device: De
         onnx_parity_rel_diff: Some(parity.rel_diff),
         finished_at: chrono_now(),
     };
-    util::write_json(&dir.path("env.json"), &env)?;
-    util::write_json(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, metrics })
+    results::write(&dir.path("env.json"), &env)?;
+    results::write(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, run_key, metrics })
+}
+
+/// The probes' image views for `repro run`: augmented training images and resized test images,
+/// made with the training views' tensor code on the training device, embedded by ONNX Runtime.
+struct Views<'a> {
+    enc: &'a mut eval::session::Encoder,
+    splits: &'a Splits,
+    pre: &'a eval::Preprocess,
+    batch: usize,
+    device: Device,
+}
+
+impl Views<'_> {
+    /// Embeds `n` images of `set`, each batch passed through `view` (floats in [0, 1], [B, C, H, W]).
+    fn embed_viewed(&mut self, set: &data::ImageSet, n: usize, view: &dyn Fn(&tch::Tensor) -> tch::Tensor) -> Result<ndarray::Array2<f32>> {
+        let (c, h, w, device) = (set.c, set.h, set.w, self.device);
+        let l = set.image_len();
+        eval::embed_with(self.enc, n, [c, h, w], self.pre, self.batch, &mut |start, count| {
+            let px = eval::unit_pixels(&set.pixels[start * l..(start + count) * l]);
+            let x = tch::Tensor::from_slice(&px).reshape([count as i64, c as i64, h as i64, w as i64]).to_device(device);
+            let y = view(&x).to_device(Device::Cpu).contiguous();
+            Vec::<f32>::try_from(y.flatten(0, -1)).map_err(|e| anyhow!("probe views: {e}"))
+        })
+    }
+}
+
+impl eval::ProbeViews for Views<'_> {
+    fn augmented_train(&mut self, augment: &plan::ProbeAugment, n: usize, seed: u64) -> Result<ndarray::Array2<f32>> {
+        tch::manual_seed(seed as i64);
+        let views = augment.as_views();
+        let splits = self.splits;
+        self.embed_viewed(&splits.train, n, &|x| data::augment::random_view(x, &views, 0))
+    }
+
+    fn resized_test(&mut self, side: usize) -> Result<ndarray::Array2<f32>> {
+        let splits = self.splits;
+        if side < splits.test.h {
+            bail!("test_resize {side} is smaller than the {} px images; the centre crop needs at least the image size", splits.test.h);
+        }
+        self.embed_viewed(&splits.test, splits.test.n, &|x| data::augment::resize_center_crop(x, side as i64))
+    }
 }
 
 /// Seconds since the Unix epoch, as text (no time-zone database needed).
@@ -319,9 +467,11 @@ fn verify(lock: &Path, names: &[String]) -> Result<Outcome> {
 
 fn export_checkpoint(lock: &Path, checkpoint: &Path, out: &Path) -> Result<Outcome> {
     let dir = checkpoint.parent().unwrap_or(Path::new("."));
-    let cfg: ConfigRecord = util::read_json(&dir.join("config.json"))
-        .with_context(|| format!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
-    let t = &cfg.target;
+    let run = RunDir(dir.to_owned())
+        .read()
+        .map_err(|p| anyhow!("{p}"))?
+        .ok_or_else(|| anyhow!("export needs the config.json that `repro run` writes beside {}", checkpoint.display()))?;
+    let t = &run.config.target;
     let mut info = data::lock::Lock::load(lock)?.info(&t.dataset)?;
     if let Some(size) = t.data.image_size {
         info.image_size = size;
@@ -356,27 +506,37 @@ fn eval_file(lock: &Path, a: &EvalArgs) -> Result<Outcome> {
                 DistanceArg::Cosine => plan::Distance::Cosine,
                 DistanceArg::Euclidean => plan::Distance::Euclidean,
             },
+            bank_subset: a.knn_bank_subset,
         },
         linear: plan::Linear {
             epochs: a.linear_epochs,
             batch_size: a.linear_batch_size,
             lr: a.linear_lr,
+            schedule: match a.linear_schedule {
+                ScheduleArg::CosinePerStep => plan::ProbeSchedule::CosinePerStep,
+                ScheduleArg::CosinePerEpoch => plan::ProbeSchedule::CosinePerEpoch,
+            },
+            min_lr: a.linear_min_lr,
             momentum: a.linear_momentum,
             weight_decay: a.linear_weight_decay,
-            standardize: true,
+            standardize: a.linear_standardize,
+            augment: None,
+            test_resize: None,
             train_subset: a.linear_train_subset,
         },
+        extra_linear: Vec::new(),
     };
-    let ev = eval::evaluate(&emb, &splits.train, &splits.test, splits.info.classes, &protocol, a.seed)?;
+    let ev = eval::evaluate(&emb, &splits.train, &splits.test, splits.info.classes, &protocol, a.seed, &mut eval::NoViews)?;
+    let probe = &ev.linear[0];
     if a.json {
         let out = serde_json::json!({
             "model": a.model, "dataset": a.dataset, "preprocess": pre, "protocol": protocol,
-            "metrics": { ev.knn_metric.clone(): ev.knn_top1, ev.linear_metric.clone(): ev.linear.test_top1 },
+            "metrics": { ev.knn_metric.clone(): ev.knn_top1, probe.metric.clone(): probe.outcome.test_top1 },
             "embedding_dim": ev.embedding_dim, "embed_s": ev.embed_s,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{}: {} = {:.2}  {} = {:.2}  (D = {})", a.model.display(), ev.knn_metric, ev.knn_top1, ev.linear_metric, ev.linear.test_top1, ev.embedding_dim);
+        println!("{}: {} = {:.2}  {} = {:.2}  (D = {})", a.model.display(), ev.knn_metric, ev.knn_top1, probe.metric, probe.outcome.test_top1, ev.embedding_dim);
     }
     Ok(Outcome::Success)
 }
@@ -454,7 +614,7 @@ fn loss(a: &LossArgs) -> Result<Outcome> {
             (losses::byol::loss(&t1, &t2), serde_json::json!({}))
         }
         "emi" => {
-            let p = loss_params(plan::EmiParams { projector: vec![z1.ncols() as i64], eps: 1e-3 }, &a.set)?;
+            let p = loss_params(plan::EmiParams { projector: vec![z1.ncols() as i64], eps: 1e-3, standardize: true }, &a.set)?;
             (losses::emi::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
         }
         "amdim" => {

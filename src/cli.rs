@@ -77,8 +77,9 @@ pub enum Command {
         /// A results folder (reports/<suite>) to compare against, target by target.
         #[arg(long)]
         baseline: Option<PathBuf>,
-        /// Allowed drop below the baseline, in points.
-        #[arg(long, default_value_t = 1.0)]
+        /// Allowed drop below the baseline, in points (a finite number >= 0). A drop beyond it
+        /// fails only when it is also significant over seeds (one-sided Welch t-test, α 0.05).
+        #[arg(long, default_value = "1.0", value_parser = crate::gate::parse_tolerance)]
         tolerance: f64,
     },
     /// Evaluate one method's objective on given embeddings and print it as JSON.
@@ -96,9 +97,18 @@ pub struct RunArgs {
     /// Results root; records go to OUT/<suite>/<target>/.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
-    /// Override a suite key for every target (`train.epochs=2`) or one (`targets.ID.train.lr=0.1`).
+    /// Override a suite key for every target (`train.epochs=2`, `train.seeds=[0,1,2]`) or one
+    /// (`targets.ID.train.lr=0.1`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Run again finished runs made by another build (another commit); their records are moved to
+    /// OUT/<suite>/.superseded/, not deleted.
+    #[arg(long)]
+    pub rerun_stale: bool,
+    /// Move unreadable, older-schema or foreign records that are in a run's way to
+    /// OUT/<suite>/.superseded/ and run it (without this flag such a run is refused and left alone).
+    #[arg(long)]
+    pub move_aside: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,12 +132,23 @@ pub struct EvalArgs {
     pub knn_temperature: f64,
     #[arg(long, value_enum, default_value = "cosine")]
     pub knn_distance: DistanceArg,
+    /// Use the first N training images as the k-NN bank (default: all).
+    #[arg(long)]
+    pub knn_bank_subset: Option<usize>,
     #[arg(long, default_value_t = 30)]
     pub linear_epochs: usize,
     #[arg(long, default_value_t = 256)]
     pub linear_batch_size: usize,
     #[arg(long, default_value_t = 0.1)]
     pub linear_lr: f64,
+    #[arg(long, value_enum, default_value = "cosine-per-step")]
+    pub linear_schedule: ScheduleArg,
+    /// End of the cosine.
+    #[arg(long, default_value_t = 0.0)]
+    pub linear_min_lr: f64,
+    /// Standardise features with the training split's mean and std.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub linear_standardize: bool,
     #[arg(long, default_value_t = 0.9)]
     pub linear_momentum: f64,
     #[arg(long, default_value_t = 0.0)]
@@ -137,6 +158,14 @@ pub struct EvalArgs {
     pub linear_train_subset: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Cosine updated every mini-batch.
+    CosinePerStep,
+    /// Cosine updated once per epoch (PyTorch `CosineAnnealingLR`).
+    CosinePerEpoch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

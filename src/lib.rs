@@ -1,5 +1,5 @@
 //! repro: reproduce self-supervised-learning papers. Data flows one way, down this list:
-//! suite → plan → data → nn/losses/methods → train → export → eval → results → report → gate.
+//! suite → plan → data → nn/losses/methods → train → export → eval → results → verdict → report → gate.
 //! `app` is the one orchestrator; `cli` the argument structs. See ../shared/ARCHITECTURE.md.
 
 pub mod app;
@@ -17,6 +17,7 @@ pub mod results;
 pub mod suite;
 pub mod train;
 pub mod util;
+pub mod verdict;
 
 /// Serialises unit tests that draw from libtorch's one global generator, so a test that seeds it
 /// is not disturbed by another test drawing numbers on a parallel thread.

@@ -152,6 +152,10 @@ pub struct EmiParams {
     pub projector: Vec<i64>,
     /// ε·I added to each covariance before its log-determinant (unverified against the paper).
     pub eps: f64,
+    /// Standardise each view's dimensions over the batch first, so ε is relative to unit variance
+    /// (the harness's choice, `true` in its suites: without it the loss rewards inflating the
+    /// features and collapsed a smoke run; the Gaussian MI itself is unchanged).
+    pub standardize: bool,
 }
 
 /// AMDIM (`losses::amdim`); the feature sizes live in `backbone` (`n_rkhs`).
@@ -323,7 +327,8 @@ pub enum Schedule {
 pub struct Train {
     pub epochs: usize,
     pub batch_size: usize,
-    pub seed: u64,
+    /// One run per seed (`train.seeds: [0, 1, 2]`), each in its own folder, resumable on its own.
+    pub seeds: Vec<u64>,
     pub lr: f64,
     pub optimizer: Optimizer,
     pub schedule: Schedule,
@@ -344,33 +349,126 @@ pub struct Knn {
     pub k: usize,
     pub temperature: f64,
     pub distance: Distance,
+    /// The bank is the first N training images (None: the whole training split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_subset: Option<usize>,
 }
 
 impl Knn {
-    /// Metric name with its parameters, e.g. `knn_top1@k20_t0.07_cosine`.
+    /// Metric name carrying every parameter, e.g. `knn_top1@k20_t0.07_cosine_bankall`.
     pub fn metric_name(&self) -> String {
         let d = match self.distance {
             Distance::Cosine => "cosine",
             Distance::Euclidean => "euclidean",
         };
-        format!("knn_top1@k{}_t{}_{d}", self.k, self.temperature)
+        let bank = self.bank_subset.map_or_else(|| "all".to_owned(), |n| n.to_string());
+        format!("knn_top1@k{}_t{}_{d}_bank{bank}", self.k, self.temperature)
     }
 }
 
+/// How the probe's learning rate decays from `lr` to `min_lr` (a cosine either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeSchedule {
+    /// Updated every mini-batch: lr_t = min + (lr − min)(1 + cos(π t / T))/2 over all T steps.
+    CosinePerStep,
+    /// Updated once per epoch, as PyTorch's `CosineAnnealingLR(T_max = epochs)` stepped after each
+    /// epoch (CorInfoMax's `main_linear.py`): epoch e trains at min + (lr − min)(1 + cos(π e / E))/2.
+    CosinePerEpoch,
+}
+
+/// Train-time views of the probe's training images (the test images are never augmented): a random
+/// resized crop and flip, optionally a reflected pixel shift (the pad-and-crop of CIFAR probes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeAugment {
+    pub crop_scale: [f64; 2],
+    pub crop_ratio: [f64; 2],
+    pub hflip: f64,
+    pub interpolation: Interpolation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translate: Option<Translate>,
+}
+
+impl ProbeAugment {
+    /// The same views as a pre-training `augment:` block with every colour operation off.
+    pub fn as_views(&self) -> Augment {
+        Augment {
+            crop_scale: self.crop_scale,
+            crop_ratio: self.crop_ratio,
+            hflip: self.hflip,
+            interpolation: self.interpolation,
+            translate: self.translate.clone(),
+            jitter: None,
+            grayscale: None,
+            blur: None,
+            solarize: None,
+        }
+    }
+
+    /// e.g. `rrc0.08-1_r0.75-1.3333333_bicubic_flip0.5` (+ `_shift4p0.8`).
+    fn label(&self) -> String {
+        let interp = match self.interpolation {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        };
+        let [s0, s1] = self.crop_scale;
+        let [r0, r1] = self.crop_ratio;
+        let mut s = format!("rrc{s0}-{s1}_r{r0}-{r1}_{interp}_flip{}", self.hflip);
+        if let Some(t) = &self.translate {
+            s += &format!("_shift{}p{}", t.pixels, t.p);
+        }
+        s
+    }
+}
+
+/// One linear-probe protocol: multinomial logistic regression on frozen backbone features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Linear {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    pub schedule: ProbeSchedule,
+    /// End of the cosine (CorInfoMax: 2e-3; the harness's standard probe: 0).
+    pub min_lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Shift and scale features by the training split's per-feature mean and std.
     pub standardize: bool,
+    /// Re-embed augmented training images through ONNX Runtime every epoch (None: fixed features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<ProbeAugment>,
+    /// Test images resized (bicubic) to this side, then centre-cropped back to the image size
+    /// (CorInfoMax: `Resize(int(32·8/7))` + `CenterCrop(32)`). None: as decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_resize: Option<usize>,
+    /// Fit on the first N training images (None: all).
     pub train_subset: Option<usize>,
 }
 
 impl Linear {
+    /// Metric name carrying every parameter, e.g.
+    /// `linear_top1@e30_b256_lr0.1_cosstep_min0_m0.9_wd0_std_noaug_fitall`.
     pub fn metric_name(&self) -> String {
-        format!("linear_top1@e{}_lr{}", self.epochs, self.lr)
+        let schedule = match self.schedule {
+            ProbeSchedule::CosinePerStep => "cosstep",
+            ProbeSchedule::CosinePerEpoch => "cosepoch",
+        };
+        let aug = self.augment.as_ref().map_or_else(|| "noaug".to_owned(), ProbeAugment::label);
+        let fit = self.train_subset.map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let mut s = format!(
+            "linear_top1@e{}_b{}_lr{}_{schedule}_min{}_m{}_wd{}_{}_{aug}_fit{fit}",
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.min_lr,
+            self.momentum,
+            self.weight_decay,
+            if self.standardize { "std" } else { "raw" }
+        );
+        if let Some(side) = self.test_resize {
+            s += &format!("_test{side}");
+        }
+        s
     }
 }
 
@@ -378,7 +476,23 @@ impl Linear {
 pub struct Eval {
     pub batch_size: usize,
     pub knn: Knn,
+    /// The harness's standard probe (the one tables compare methods with).
     pub linear: Linear,
+    /// Further probe protocols, e.g. a paper's own (train-time augmentation, its schedule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_linear: Vec<Linear>,
+}
+
+impl Eval {
+    /// Every linear protocol: the standard one first.
+    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+        std::iter::once(&self.linear).chain(&self.extra_linear)
+    }
+
+    /// The names of the accuracy metrics this protocol produces (what `expected:` may gate).
+    pub fn metric_names(&self) -> Vec<String> {
+        std::iter::once(self.knn.metric_name()).chain(self.linears().map(Linear::metric_name)).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -393,6 +507,17 @@ pub enum Provenance {
     Verified,
     Secondary,
     Unverified,
+}
+
+impl Provenance {
+    /// The word a suite uses (`verified`, `secondary`, `unverified`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Provenance::Verified => "verified",
+            Provenance::Secondary => "secondary",
+            Provenance::Unverified => "unverified",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -528,19 +653,8 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         g.p.iter().for_each(|&v| p.unit(v, &at("augment.grayscale.p")));
         g
     });
-    let translate = a.translate.map(|t| {
-        let t = Translate { pixels: p.req(t.pixels, &at("augment.translate.pixels"), 0), p: p.req(t.p, &at("augment.translate.p"), 0.0) };
-        p.unit(t.p, &at("augment.translate.p"));
-        t
-    });
-    let interpolation = match p.req(a.interpolation, &at("augment.interpolation"), "bilinear".into()).as_str() {
-        "bilinear" => Interpolation::Bilinear,
-        "bicubic" => Interpolation::Bicubic,
-        other => {
-            p.push(&at("augment.interpolation"), format!("unknown interpolation {other:?}; expected bilinear or bicubic"));
-            Interpolation::Bilinear
-        }
-    };
+    let translate = translate(a.translate, &at("augment.translate"), p);
+    let interpolation = interpolation(a.interpolation, &at("augment.interpolation"), p);
     let blur = a.blur.map(|b| {
         let b = Blur { p: p.req(b.p, &at("augment.blur.p"), [0.0; 2]), sigma: p.req(b.sigma, &at("augment.blur.sigma"), [1.0; 2]) };
         b.p.iter().for_each(|&v| p.unit(v, &at("augment.blur.p")));
@@ -566,14 +680,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         blur,
         solarize,
     };
-    let [s0, s1] = augment.crop_scale;
-    if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
-        p.push(&at("augment.crop_scale"), format!("expected 0 < min <= max <= 1, found [{s0}, {s1}]"));
-    }
-    let [r0, r1] = augment.crop_ratio;
-    if !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
-        p.push(&at("augment.crop_ratio"), format!("expected 0 < min <= max, found [{r0}, {r1}]"));
-    }
+    crop_ranges(augment.crop_scale, augment.crop_ratio, &at("augment"), p);
     p.unit(augment.hflip, &at("augment.hflip"));
 
     let t = s.train.clone().unwrap_or_default();
@@ -614,7 +721,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     let train = Train {
         epochs: p.req(t.epochs, &at("train.epochs"), 0),
         batch_size: p.req(t.batch_size, &at("train.batch_size"), 2),
-        seed: p.req(t.seed, &at("train.seed"), 0),
+        seeds: p.req(t.seeds.clone(), &at("train.seeds"), vec![0]),
         lr: p.req(t.lr, &at("train.lr"), 0.1),
         optimizer,
         schedule,
@@ -624,6 +731,18 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     };
     if method.trains() {
         p.at_least(train.epochs, 1, &at("train.epochs"));
+    }
+    if t.seed.is_some() {
+        p.push(&at("train.seed"), "replaced by train.seeds, a list (one run per seed): write `seeds: [N]`");
+    }
+    if train.seeds.is_empty() {
+        p.push(&at("train.seeds"), "expected at least one seed, e.g. [0] or [0, 1, 2]");
+    }
+    let mut unique = train.seeds.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != train.seeds.len() {
+        p.push(&at("train.seeds"), format!("each seed once; found {:?}", train.seeds));
     }
     p.at_least(train.batch_size, 2, &at("train.batch_size"));
     p.positive(train.lr, &at("train.lr"));
@@ -645,26 +764,23 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         k: p.req(k.k, &at("eval.knn.k"), 1),
         temperature: p.req(k.temperature, &at("eval.knn.temperature"), 1.0),
         distance,
+        bank_subset: k.bank_subset,
     };
     p.at_least(knn.k, 1, &at("eval.knn.k"));
     p.positive(knn.temperature, &at("eval.knn.temperature"));
-    let l = e.linear.unwrap_or_default();
-    let linear = Linear {
-        epochs: p.req(l.epochs, &at("eval.linear.epochs"), 1),
-        batch_size: p.req(l.batch_size, &at("eval.linear.batch_size"), 1),
-        lr: p.req(l.lr, &at("eval.linear.lr"), 0.1),
-        momentum: p.req(l.momentum, &at("eval.linear.momentum"), 0.0),
-        weight_decay: p.req(l.weight_decay, &at("eval.linear.weight_decay"), 0.0),
-        standardize: p.req(l.standardize, &at("eval.linear.standardize"), true),
-        train_subset: l.train_subset,
-    };
-    p.at_least(linear.epochs, 1, &at("eval.linear.epochs"));
-    p.at_least(linear.batch_size, 1, &at("eval.linear.batch_size"));
-    p.positive(linear.lr, &at("eval.linear.lr"));
-    p.unit(linear.momentum, &at("eval.linear.momentum"));
-    p.non_negative(linear.weight_decay, &at("eval.linear.weight_decay"));
-    let eval = Eval { batch_size: p.req(e.batch_size, &at("eval.batch_size"), 1), knn, linear };
+    if knn.bank_subset == Some(0) {
+        p.push(&at("eval.knn.bank_subset"), "expected at least 1 image (omit the key to use the whole training split)");
+    }
+    let standard = linear(e.linear.unwrap_or_default(), &at("eval.linear"), p);
+    let extra_linear = e.extra_linear.unwrap_or_default().into_iter().enumerate().map(|(j, l)| linear(l, &at(&format!("eval.extra_linear[{j}]")), p)).collect();
+    let eval = Eval { batch_size: p.req(e.batch_size, &at("eval.batch_size"), 1), knn, linear: standard, extra_linear };
     p.at_least(eval.batch_size, 1, &at("eval.batch_size"));
+    let produced = eval.metric_names();
+    for (j, l) in eval.linears().enumerate().skip(1) {
+        if eval.linears().take(j).any(|m| m == l) {
+            p.push(&at(&format!("eval.extra_linear[{}]", j - 1)), "the same protocol twice; remove one");
+        }
+    }
 
     let x = s.export.clone().unwrap_or_default();
     let export = Export {
@@ -674,7 +790,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     p.positive(export.parity_tolerance, &at("export.parity_tolerance"));
     p.at_least(export.parity_images, 1, &at("export.parity_images"));
 
-    let expected = s.expected.clone().unwrap_or_default().iter().enumerate().map(|(j, e)| expected(e, &at(&format!("expected[{j}]")), p)).collect();
+    let expected = s.expected.clone().unwrap_or_default().iter().enumerate().map(|(j, e)| expected(e, &at(&format!("expected[{j}]")), &produced, p)).collect();
     let dataset = p.req(s.dataset.clone(), &at("dataset"), String::new());
     Target { id, description: s.description.clone(), method, dataset, backbone, data, augment, train, eval, export, expected }
 }
@@ -824,7 +940,108 @@ fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Met
     m.unwrap_or(Method::RandomInit)
 }
 
-fn expected(e: &ExpectedSpec, at: &str, p: &mut Problems) -> Expected {
+/// One linear-probe protocol (`eval.linear` or an entry of `eval.extra_linear`), every field explicit.
+fn linear(l: crate::suite::spec::LinearSpec, at: &str, p: &mut Problems) -> Linear {
+    let k = |key: &str| format!("{at}.{key}");
+    let schedule = match p.req(l.schedule, &k("schedule"), "cosine_per_step".into()).as_str() {
+        "cosine_per_step" => ProbeSchedule::CosinePerStep,
+        "cosine_per_epoch" => ProbeSchedule::CosinePerEpoch,
+        other => {
+            p.push(&k("schedule"), format!("unknown schedule {other:?}; expected cosine_per_step or cosine_per_epoch"));
+            ProbeSchedule::CosinePerStep
+        }
+    };
+    let augment = l.augment.map(|a| {
+        let a = ProbeAugment {
+            crop_scale: p.req(a.crop_scale, &k("augment.crop_scale"), [1.0, 1.0]),
+            crop_ratio: p.req(a.crop_ratio, &k("augment.crop_ratio"), [1.0, 1.0]),
+            hflip: p.req(a.hflip, &k("augment.hflip"), 0.0),
+            interpolation: interpolation(a.interpolation, &k("augment.interpolation"), p),
+            translate: translate(a.translate, &k("augment.translate"), p),
+        };
+        crop_ranges(a.crop_scale, a.crop_ratio, &k("augment"), p);
+        p.unit(a.hflip, &k("augment.hflip"));
+        a
+    });
+    let linear = Linear {
+        epochs: p.req(l.epochs, &k("epochs"), 1),
+        batch_size: p.req(l.batch_size, &k("batch_size"), 1),
+        lr: p.req(l.lr, &k("lr"), 0.1),
+        schedule,
+        min_lr: p.req(l.min_lr, &k("min_lr"), 0.0),
+        momentum: p.req(l.momentum, &k("momentum"), 0.0),
+        weight_decay: p.req(l.weight_decay, &k("weight_decay"), 0.0),
+        standardize: p.req(l.standardize, &k("standardize"), true),
+        augment,
+        test_resize: l.test_resize,
+        train_subset: l.train_subset,
+    };
+    p.at_least(linear.epochs, 1, &k("epochs"));
+    p.at_least(linear.batch_size, 1, &k("batch_size"));
+    p.positive(linear.lr, &k("lr"));
+    p.non_negative(linear.min_lr, &k("min_lr"));
+    if linear.min_lr > linear.lr {
+        p.push(&k("min_lr"), format!("expected at most lr ({}), found {}", linear.lr, linear.min_lr));
+    }
+    p.unit(linear.momentum, &k("momentum"));
+    p.non_negative(linear.weight_decay, &k("weight_decay"));
+    if linear.train_subset == Some(0) {
+        p.push(&k("train_subset"), "expected at least 1 image (omit the key to fit on the whole training split)");
+    }
+    if let Some(side) = linear.test_resize {
+        if !(8..=2048).contains(&side) {
+            p.push(&k("test_resize"), format!("expected 8..=2048 pixels, found {side}"));
+        }
+    }
+    linear
+}
+
+/// `bilinear` or `bicubic` (required).
+fn interpolation(v: Option<String>, at: &str, p: &mut Problems) -> Interpolation {
+    match p.req(v, at, "bilinear".into()).as_str() {
+        "bilinear" => Interpolation::Bilinear,
+        "bicubic" => Interpolation::Bicubic,
+        other => {
+            p.push(at, format!("unknown interpolation {other:?}; expected bilinear or bicubic"));
+            Interpolation::Bilinear
+        }
+    }
+}
+
+/// An optional `translate: {pixels, p}` block.
+fn translate(t: Option<crate::suite::spec::TranslateSpec>, at: &str, p: &mut Problems) -> Option<Translate> {
+    t.map(|t| {
+        let t = Translate { pixels: p.req(t.pixels, &format!("{at}.pixels"), 0), p: p.req(t.p, &format!("{at}.p"), 0.0) };
+        p.unit(t.p, &format!("{at}.p"));
+        t
+    })
+}
+
+/// `crop_scale` and `crop_ratio` of a random resized crop.
+fn crop_ranges(scale: [f64; 2], ratio: [f64; 2], at: &str, p: &mut Problems) {
+    let [s0, s1] = scale;
+    if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
+        p.push(&format!("{at}.crop_scale"), format!("expected 0 < min <= max <= 1, found [{s0}, {s1}]"));
+    }
+    let [r0, r1] = ratio;
+    if !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
+        p.push(&format!("{at}.crop_ratio"), format!("expected 0 < min <= max, found [{r0}, {r1}]"));
+    }
+}
+
+/// An `expected:` entry; its metric must be one the target produces (else the nearest is named).
+fn expected(e: &ExpectedSpec, at: &str, produced: &[String], p: &mut Problems) -> Expected {
+    if !produced.contains(&e.metric) {
+        // The nearest of the same kind (the part before '@'), else of all.
+        let family = |m: &str| m.split('@').next().unwrap_or_default().to_owned();
+        let same: Vec<&String> = produced.iter().filter(|m| family(m) == family(&e.metric)).collect();
+        let pool: Vec<&String> = if same.is_empty() { produced.iter().collect() } else { same };
+        let nearest = pool.into_iter().min_by_key(|m| strsim::levenshtein(m, &e.metric)).cloned().unwrap_or_default();
+        p.push(
+            &format!("{at}.metric"),
+            format!("{:?} is not a metric this target produces; the nearest is {nearest:?} (it produces: {})", e.metric, produced.join(", ")),
+        );
+    }
     let status = match e.status.as_str() {
         "verified" => Provenance::Verified,
         "secondary" => Provenance::Secondary,

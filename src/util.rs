@@ -49,6 +49,22 @@ pub fn derive_seed(seed: u64, label: &str) -> u64 {
     h >> 1 // non-negative as i64
 }
 
+/// The CPU this runs on and the vector extensions libtorch's kernels may pick (their results differ
+/// in the last bits, which training amplifies), e.g. `AMD EPYC (avx2 avx512f)`; an
+/// `ATEN_CPU_CAPABILITY` override is named too.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned());
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let flags = field("flags").unwrap_or_default();
+    let have: Vec<&str> = ["avx2", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
+    let mut s = if have.is_empty() { model } else { format!("{model} ({})", have.join(" ")) };
+    if let Ok(cap) = std::env::var("ATEN_CPU_CAPABILITY") {
+        s += &format!(", ATEN_CPU_CAPABILITY={cap}");
+    }
+    s
+}
+
 /// sha256 of a byte slice, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -100,7 +100,7 @@ fn cifar10_from_a_loopback_mirror_through_training() {
     let o = sb.repro_env(&["run", "c.yaml", "--device", "cpu"], &env);
     assert_exit(&o, 0);
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/cim/metrics.json")).unwrap()).unwrap();
-    let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
+    let knn = m["metrics"]["knn_top1@k20_t0.07_cosine_bankall"]["value"].as_f64().unwrap();
     assert!(knn > 50.0, "class-striped images are easy: k-NN {knn}");
     assert!(sb.path("cache/cifar10/cifar-10-binary.tar.gz.extracted/.repro-extracted").exists());
 }
@@ -178,7 +178,7 @@ fn stl10_from_a_loopback_mirror_through_training() {
     let o = sb.repro_env(&["run", "s.yaml", "--device", "cpu", "--target", "floor"], &env);
     assert_exit(&o, 0);
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/metrics.json")).unwrap()).unwrap();
-    let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
+    let knn = m["metrics"]["knn_top1@k20_t0.07_cosine_bankall"]["value"].as_f64().unwrap();
     assert!(knn > 50.0, "class-striped 96x96 images: k-NN {knn}");
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/config.json")).unwrap()).unwrap();
     assert_eq!(cfg["target"]["dataset"], "stl10");
@@ -214,7 +214,7 @@ fn imagenette_jpeg_folders_from_a_loopback_mirror() {
     let o = sb.repro_env(&["run", "s.yaml", "--device", "cpu", "--target", "floor"], &env);
     assert_exit(&o, 0);
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path("reports/tiny/floor/metrics.json")).unwrap()).unwrap();
-    let knn = m["metrics"]["knn_top1@k3_t0.07_cosine"]["value"].as_f64().unwrap();
+    let knn = m["metrics"]["knn_top1@k3_t0.07_cosine_bankall"]["value"].as_f64().unwrap();
     assert!(knn > 50.0, "class-coloured JPEGs: k-NN {knn}");
     // The decoded splits are cached with a manifest; a second run reads them instead of decoding.
     assert!(sb.path("cache/imagenette_160/decoded/manifest.json").exists());

@@ -6,6 +6,10 @@ mod common;
 
 use common::*;
 
+/// The tiny suite's metric names (every protocol parameter in the name).
+const KNN: &str = "knn_top1@k20_t0.07_cosine_bankall";
+const LINEAR: &str = "linear_top1@e5_b256_lr0.5_cosstep_min0_m0.9_wd0_std_noaug_fit10000";
+
 fn debian_available() -> bool {
     let ok = std::path::Path::new(DEBIAN_DIR).join(MEMBERS[0].0).exists();
     if !ok {
@@ -104,8 +108,9 @@ fn whole_path_on_real_data_then_skip_and_report() {
         assert!(dir.join(f).exists(), "missing {f}");
     }
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
-    let knn = metrics["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
-    let lin = metrics["metrics"]["linear_top1@e5_lr0.5"]["value"].as_f64().unwrap();
+    let knn = metrics["metrics"][KNN]["value"].as_f64().unwrap();
+    let lin = metrics["metrics"][LINEAR]["value"].as_f64().unwrap();
+    assert_eq!(metrics["metrics"][LINEAR]["protocol"]["standardize"], true, "the protocol is stored beside the value");
     // Real features on real data: far above the 10% of chance even after one tiny epoch.
     assert!(knn > 40.0 && knn <= 100.0, "k-NN {knn}");
     assert!(lin > 40.0 && lin <= 100.0, "linear {lin}");
@@ -120,10 +125,11 @@ fn whole_path_on_real_data_then_skip_and_report() {
     assert_exit(&o, 0);
     assert!(stderr(&o).contains("skipping"), "{}", stderr(&o));
 
-    // report and gate work from the stored JSON alone.
+    // report and gate work from the stored JSON alone: one CSV line per run and metric (cim: k-NN,
+    // linear, parity, speed, monitor; the floor: k-NN, linear, parity).
     let o = sb.repro(&["report", "reports/tiny", "--format", "csv"]);
     assert_exit(&o, 0);
-    assert_eq!(stdout(&o).lines().filter(|l| !l.is_empty()).count(), 3, "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| !l.is_empty()).count(), 1 + 5 + 3, "{}", stdout(&o));
     let o = sb.repro(&["gate", "reports/tiny"]);
     assert_exit(&o, 0);
 
@@ -131,7 +137,7 @@ fn whole_path_on_real_data_then_skip_and_report() {
     let o = sb.repro(&["eval", "reports/tiny/cim/encoder.onnx", "--dataset", "fashion_mnist", "--save-embeddings", "emb", "--json", "--linear-epochs", "1"]);
     assert_exit(&o, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let again = v["metrics"]["knn_top1@k20_t0.07_cosine"].as_f64().unwrap();
+    let again = v["metrics"][KNN].as_f64().unwrap();
     assert!((again - knn).abs() < 1e-9, "eval of the same file and protocol must agree: {again} vs {knn}");
     for f in ["train_embeddings.npy", "train_labels.npy", "test_embeddings.npy", "test_labels.npy"] {
         assert!(sb.path("emb").join(f).exists(), "missing {f}");
@@ -184,8 +190,7 @@ fn killed_run_resumes_from_its_checkpoint() {
     let read = |p: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(sb.path(p)).unwrap()).unwrap() };
     let a = read("straight/tiny/cim/metrics.json");
     let b = read("killed/tiny/cim/metrics.json");
-    let name = "knn_top1@k20_t0.07_cosine";
-    assert_eq!(a["metrics"][name], b["metrics"][name], "a resumed run must reproduce the uninterrupted one");
+    assert_eq!(a["metrics"][KNN], b["metrics"][KNN], "a resumed run must reproduce the uninterrupted one");
 }
 
 #[test]
@@ -320,35 +325,261 @@ fn fetch_and_verify_handle_every_shipped_entry() {
     assert!(e.contains("ILSVRC2012_img_train.tar cannot be downloaded") && e.contains("image-net.org") && e.contains("cache/imagenet100/"), "{e}");
 }
 
-/// The shipped smoke suite: every method trains one short epoch from the suite, is exported (parity
-/// checked) and evaluated through ONNX Runtime, on real Fashion-MNIST.
+/// The shipped smoke suite: every method trains one short epoch from the suite at three seeds, is
+/// exported (parity checked) and evaluated through ONNX Runtime, on real Fashion-MNIST; at every seed
+/// each method must beat the floor of the same run and seed (the random-init network it started
+/// from) by [`LEARNS_BY`] points of k-NN.
 #[test]
 fn every_method_trains_from_a_suite() {
     if !debian_available() {
         panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
     }
+    const LEARNS_BY: f64 = 2.0;
     let sb = Sandbox::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lock = root.join("datasets.lock").display().to_string();
     let suite = root.join("suites/smoke.yaml").display().to_string();
     let o = sb.repro(&["--lock", &lock, "run", &suite, "--device", "cpu"]);
     assert_exit(&o, 0);
-    for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "amdim", "er_simclr", "er_byol", "er_dino", "random_init"] {
-        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/metrics.json"))).unwrap()).unwrap();
-        let knn = m["metrics"]["knn_top1@k20_t0.07_cosine"]["value"].as_f64().unwrap();
-        assert!(knn > 30.0 && knn <= 100.0, "{id}: k-NN {knn}");
-        if id != "random_init" {
-            let log = std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/train_log.jsonl"))).unwrap();
+    let knn_name = "knn_top1@k20_t0.07_cosine_bankall";
+    let read = |id: &str, seed: u64, file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/seed-{seed}/{file}"))).unwrap()).unwrap()
+    };
+    let knn = |id: &str, seed: u64| read(id, seed, "metrics.json")["metrics"][knn_name]["value"].as_f64().unwrap();
+    let mut failures = Vec::new();
+    for seed in 0..3 {
+        let host = read("random_init", seed, "env.json")["cpu"].as_str().unwrap_or("?").to_owned();
+        for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "amdim", "er_simclr", "er_byol", "er_dino"] {
+            let floor_id = if id == "amdim" { "random_init_amdim" } else { "random_init" };
+            let (mine, floor) = (knn(id, seed), knn(floor_id, seed));
+            if !(mine >= floor + LEARNS_BY && mine <= 100.0) {
+                failures.push(format!("{id} at seed {seed} on {host}: k-NN {mine:.2}, its floor ({floor_id}) {floor:.2}: does not learn by {LEARNS_BY} points"));
+            }
+            let log = std::fs::read_to_string(sb.path(&format!("reports/smoke/{id}/seed-{seed}/train_log.jsonl"))).unwrap();
             assert!(log.contains("\"loss\""), "{id}: {log}");
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The table: mean ± std over n = 3 seeds and a verdict column.
+    let out = stdout(&o);
+    assert!(out.contains("3/3") && out.contains(" ± ") && out.contains("verdict"), "{out}");
     // BYOL's EMA target is checkpointed with the online model (safetensors' header names the tensors).
-    let ckpt = std::fs::read(sb.path("reports/smoke/byol/checkpoint.safetensors")).unwrap();
+    let ckpt = std::fs::read(sb.path("reports/smoke/byol/seed-0/checkpoint.safetensors")).unwrap();
     let has = |key: &str| ckpt.windows(key.len()).any(|w| w == key.as_bytes());
     assert!(has("byol.target.conv1.weight") && has("byol.target.method.projector.0.weight") && has("model.method.predictor.0.weight"));
     // AMDIM logs its three NCE terms; ER its two terms.
-    let log = std::fs::read_to_string(sb.path("reports/smoke/amdim/train_log.jsonl")).unwrap();
+    let log = std::fs::read_to_string(sb.path("reports/smoke/amdim/seed-0/train_log.jsonl")).unwrap();
     assert!(["nce_1t5", "nce_1t7", "nce_5t5", "score_reg"].iter().all(|t| log.contains(t)), "{log}");
-    let log = std::fs::read_to_string(sb.path("reports/smoke/er_dino/train_log.jsonl")).unwrap();
+    let log = std::fs::read_to_string(sb.path("reports/smoke/er_dino/seed-0/train_log.jsonl")).unwrap();
     assert!(log.contains("\"reconstruction\"") && log.contains("\"entropy\""), "{log}");
+}
+
+fn json(sb: &Sandbox, path: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(sb.path(path)).unwrap()).unwrap()
+}
+
+fn superseded(sb: &Sandbox) -> Vec<String> {
+    files_under(&sb.path("reports/tiny/.superseded"))
+}
+
+/// Run identity: rewording a finished target or editing its `expected:` entries trains nothing and
+/// prints the same numbers; another build's runs are marked and rerun only on request; a changed
+/// training moves the old run aside, a changed protocol keeps the training; nothing is deleted.
+#[test]
+fn finished_runs_are_kept_and_reused_by_identity() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    let suite = tiny_suite(1);
+    sb.write("s.yaml", &suite);
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "s.yaml", "--device", "cpu"];
+        all.extend_from_slice(args);
+        sb.repro(&all)
+    };
+    let first = run(&[]);
+    assert_exit(&first, 0);
+    let metrics = std::fs::read(sb.path("reports/tiny/cim/metrics.json")).unwrap();
+    let knn = json(&sb, "reports/tiny/cim/metrics.json")["metrics"][KNN]["value"].as_f64().unwrap();
+
+    // New wording and a verified expected number: nothing trains, the numbers stay, the verdict shows.
+    let expected = format!("    description: reworded\n    expected:\n      - {{metric: \"{KNN}\", value: {knn}, tolerance: 1.0, status: verified, source: \"this test\"}}\n");
+    sb.write("s.yaml", &suite.replace("  - id: cim\n", &format!("  - id: cim\n{expected}")));
+    let o = run(&[]);
+    assert_exit(&o, 0);
+    let e = stderr(&o);
+    assert!(e.contains("cim: finished earlier with the same configuration; skipping") && !e.contains("epoch 1/1:"), "{e}");
+    assert_eq!(std::fs::read(sb.path("reports/tiny/cim/metrics.json")).unwrap(), metrics);
+    assert_eq!(json(&sb, "reports/tiny/cim/config.json")["target"]["description"], "reworded");
+    let table = stdout(&o);
+    assert!(table.contains(&format!("{knn:.2}")) && table.contains("reproduced, n = 1"), "{table}");
+    let o = sb.repro(&["gate", "reports/tiny"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("PASS   cim: knn_top1@") && stdout(&o).contains("reproduced (n = 1)"), "{}", stdout(&o));
+
+    // A run made by another commit: marked in the table, kept by `run`, rerun with --rerun-stale.
+    let env_path = sb.path("reports/tiny/cim/env.json");
+    let mut env = json(&sb, "reports/tiny/cim/env.json");
+    env["git_commit"] = "0123456789abcdef0123456789abcdef01234567".into();
+    env["git_dirty"] = false.into();
+    std::fs::write(&env_path, serde_json::to_string(&env).unwrap()).unwrap();
+    let o = sb.repro(&["report", "reports/tiny"]);
+    assert!(stdout(&o).contains("0123456*") && stdout(&o).contains("made by another build"), "{}", stdout(&o));
+    let o = run(&[]);
+    assert!(stderr(&o).contains("finished earlier by 0123456 (another build; --rerun-stale runs it again)"), "{}", stderr(&o));
+    assert!(stdout(&sb.repro(&["gate", "reports/tiny"])).contains("STALE  cim: made by 0123456"));
+    let o = run(&["--rerun-stale"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("--rerun-stale") && stderr(&o).contains("epoch 1/1:"), "{}", stderr(&o));
+    assert!(superseded(&sb).iter().any(|f| f.starts_with("cim.") && f.ends_with("/env.json")), "{:?}", superseded(&sb));
+    assert_ne!(json(&sb, "reports/tiny/cim/env.json")["git_commit"], "0123456789abcdef0123456789abcdef01234567");
+
+    // Another k for the k-NN (without the expected entry, which names the k-20 metric): the training
+    // is kept and only the evaluation runs again.
+    sb.write("s.yaml", &suite);
+    let log = std::fs::read(sb.path("reports/tiny/cim/train_log.jsonl")).unwrap();
+    let o = run(&["--set", "eval.knn.k=10"]);
+    assert_exit(&o, 0);
+    let e = stderr(&o);
+    assert!(e.contains("cim: evaluation protocol changed; its training is kept") && !e.contains("epoch 1/1:"), "{e}");
+    assert_eq!(std::fs::read(sb.path("reports/tiny/cim/train_log.jsonl")).unwrap(), log);
+    assert!(json(&sb, "reports/tiny/cim/metrics.json")["metrics"]["knn_top1@k10_t0.07_cosine_bankall"]["value"].is_f64());
+
+    // Another learning rate: a new run; the old one is moved aside, not deleted.
+    let before = superseded(&sb).len();
+    let o = run(&["--set", "eval.knn.k=10", "--set", "targets.cim.train.lr=0.05"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("cim: configuration changed since the last run") && stderr(&o).contains("epoch 1/1:"), "{}", stderr(&o));
+    assert!(superseded(&sb).len() > before && superseded(&sb).iter().any(|f| f.ends_with("checkpoint.safetensors")));
+    // `report` never reads what was moved aside.
+    let o = sb.repro(&["report", "reports/tiny", "--format", "csv"]);
+    assert_eq!(stdout(&o).lines().filter(|l| l.contains(",cim,")).count(), 5, "{}", stdout(&o));
+}
+
+/// Unreadable, older or foreign records are reported by path and left in place; `--move-aside`
+/// moves them; `report` and `gate` carry on with the other folders.
+#[test]
+fn bad_records_are_left_in_place_unless_moved_aside() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    sb.write("s.yaml", &tiny_suite(1));
+    std::fs::create_dir_all(sb.path("reports/tiny/cim")).unwrap();
+    let old = r#"{"schema_version": 1, "suite": "tiny", "suite_version": 1, "config_hash": "abc", "target": {}}"#;
+    sb.write("reports/tiny/cim/config.json", old);
+    sb.write("reports/tiny/cim/metrics.json", r#"{"schema_version": 1, "metrics": {}}"#);
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu"]);
+    assert_exit(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("reports/tiny/cim: older record: config.json has schema version 1") && e.contains("--move-aside"), "{e}");
+    assert_eq!(std::fs::read_to_string(sb.path("reports/tiny/cim/config.json")).unwrap(), old, "left in place");
+    assert!(json(&sb, "reports/tiny/floor/metrics.json")["metrics"][KNN]["value"].is_f64(), "the other target ran");
+    let o = sb.repro(&["report", "reports/tiny"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("older record") && stdout(&o).contains("floor"), "{}", stderr(&o));
+    let o = sb.repro(&["gate", "reports/tiny"]);
+    assert_exit(&o, 1);
+    assert!(stdout(&o).contains("FAIL   ") && stdout(&o).contains("older record"), "{}", stdout(&o));
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--move-aside"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("moved to") && stderr(&o).contains("(--move-aside)"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(sb.path(&format!("reports/tiny/.superseded/{}", superseded(&sb).iter().find(|f| f.ends_with("config.json")).unwrap()))).unwrap(), old);
+    assert_exit(&sb.repro(&["gate", "reports/tiny"]), 0);
+}
+
+/// Seeds: one run per seed in its own folder, mean ± std in the table; `gate --baseline` passes a
+/// rerun of the same commit, fails a doctored drop and refuses a NaN tolerance.
+#[test]
+fn seeds_aggregate_and_the_gate_accounts_for_noise() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    sb.write("s.yaml", &tiny_suite(1));
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--set", "train.seeds=[0, 1]"]);
+    assert_exit(&o, 0);
+    for seed in [0, 1] {
+        assert!(sb.path(&format!("reports/tiny/cim/seed-{seed}/metrics.json")).exists());
+    }
+    let out = stdout(&o);
+    assert!(out.contains("2/2") && out.contains(" ± "), "{out}");
+    // The same run again (a rerun of the same commit) is its own baseline: every check passes.
+    let o = sb.repro(&["gate", "reports/tiny", "--baseline", "reports/tiny"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("gate: 4 checks, 0 failure(s)"), "{}", stdout(&o));
+    // A doctored copy with cim's k-NN at 20% at both seeds fails against it (far beyond the seed noise).
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        for f in files_under(from) {
+            let dest = to.join(&f);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(from.join(&f), dest).unwrap();
+        }
+    };
+    copy(&sb.path("reports/tiny"), &sb.path("doctored/tiny"));
+    for seed in [0, 1] {
+        let p = format!("doctored/tiny/cim/seed-{seed}/metrics.json");
+        let mut m = json(&sb, &p);
+        m["metrics"][KNN]["value"] = (20.0 + seed as f64 * 0.3).into();
+        std::fs::write(sb.path(&p), serde_json::to_string(&m).unwrap()).unwrap();
+    }
+    let o = sb.repro(&["gate", "doctored/tiny", "--baseline", "reports/tiny"]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.contains(&format!("FAIL   cim: {KNN} = ")) && out.contains("Welch p ="), "{out}");
+    let o = sb.repro(&["gate", "doctored/tiny", "--baseline", "reports/tiny", "--tolerance", "nan"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("not a tolerance"), "{}", stderr(&o));
+}
+
+/// The paper's probe (train-time augmentation re-embedded through ONNX Runtime every epoch, its own
+/// schedule, resized test images) runs beside the standard one; with an identity augmentation it
+/// equals the fixed-feature probe to the last digit.
+#[test]
+fn augmented_probes_run_beside_the_standard_one() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    let probe = "{epochs: 5, batch_size: 256, lr: 0.5, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.9, weight_decay: 0.0, standardize: true, train_subset: 10000";
+    let extra = format!(
+        "    eval:\n      extra_linear:\n        - {probe}, augment: {{crop_scale: [1.0, 1.0], crop_ratio: [1.0, 1.0], hflip: 0.0, interpolation: bicubic}}}}\n        - {{epochs: 3, batch_size: 256, lr: 0.2, schedule: cosine_per_epoch, min_lr: 0.002, momentum: 0.9, weight_decay: 0.0, standardize: true, train_subset: 10000, augment: {{crop_scale: [0.08, 1.0], crop_ratio: [0.75, 1.3333333], hflip: 0.5, interpolation: bicubic}}, test_resize: 32}}\n"
+    );
+    sb.write("s.yaml", &tiny_suite(1).replace("  - id: floor\n", &format!("{extra}  - id: floor\n")).replace("    method: random_init\n", &format!("    method: random_init\n{extra}")));
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu"]);
+    assert_exit(&o, 0);
+    for id in ["cim", "floor"] {
+        let m = json(&sb, &format!("reports/tiny/{id}/metrics.json"))["metrics"].clone();
+        let identity = "linear_top1@e5_b256_lr0.5_cosstep_min0_m0.9_wd0_std_rrc1-1_r1-1_bicubic_flip0_fit10000";
+        let paper = "linear_top1@e3_b256_lr0.2_cosepoch_min0.002_m0.9_wd0_std_rrc0.08-1_r0.75-1.3333333_bicubic_flip0.5_fit10000_test32";
+        let fixed = "linear_top1@e5_b256_lr0.5_cosstep_min0_m0.9_wd0_std_noaug_fit10000";
+        assert_eq!(m[identity]["value"], m[fixed]["value"], "{id}: the re-embedding path with identity views is the fixed-feature probe: {m}");
+        // Far above chance (10%): augmented views of the right images, features of resized test images
+        // (a width-2 network after one epoch reads about 40 here; broken views read at chance).
+        let p = m[paper]["value"].as_f64().unwrap();
+        assert!(p > 25.0 && p <= 100.0, "{id}: {p}");
+        assert_eq!(m[paper]["protocol"]["augment"]["crop_scale"], serde_json::json!([0.08, 1.0]));
+    }
+}
+
+/// `validate` refuses an `expected.metric` the target will not produce and names the nearest one.
+#[test]
+fn expected_metrics_must_be_produced() {
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    let expected = "    expected:\n      - {metric: \"linear_top1@e5_lr0.5\", value: 90.0, tolerance: 1.0, status: verified, source: \"a paper\"}\n";
+    sb.write("s.yaml", &tiny_suite(1).replace("  - id: floor\n", &format!("{expected}  - id: floor\n")));
+    let o = sb.repro(&["validate", "s.yaml"]);
+    assert_exit(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("(cim).expected[0].metric: \"linear_top1@e5_lr0.5\" is not a metric this target produces") && e.contains(&format!("the nearest is \"{LINEAR}\"")), "{e}");
+    // The old single seed is refused with the new spelling.
+    sb.write("t.yaml", &tiny_suite(1).replace("seeds: [0]", "seed: 0"));
+    let e = stderr(&sb.repro(&["validate", "t.yaml"]));
+    assert!(e.contains("train.seed: replaced by train.seeds"), "{e}");
 }

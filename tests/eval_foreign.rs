@@ -24,7 +24,7 @@ fn eval_accepts_foreign_names_and_no_metadata() {
     assert_exit(&o, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["embedding_dim"], 16);
-    let knn = v["metrics"]["knn_top1@k20_t0.07_cosine"].as_f64().unwrap();
+    let knn = v["metrics"]["knn_top1@k20_t0.07_cosine_bankall"].as_f64().unwrap();
     assert!(knn > 30.0, "random width-2 features still classify Fashion-MNIST well above chance: {knn}");
     // Defaults are recorded with the numbers, never silent.
     assert_eq!(v["protocol"]["knn"]["k"], 20);

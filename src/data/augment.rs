@@ -69,6 +69,21 @@ pub fn random_view(x: &Tensor, a: &Augment, view: usize) -> Tensor {
     y
 }
 
+/// torchvision `Resize(side)` (bicubic) then `CenterCrop(size)` of square images, as evaluation
+/// pipelines prepare test images (CorInfoMax: `Resize(int(32·8/7))` + `CenterCrop(32)`); `side`
+/// must be at least the image size. PyTorch's bicubic kernel (a = −0.75) where PIL's is a = −0.5,
+/// clamped to [0, 1] but not rounded to uint8 as PIL is.
+///
+/// # Shapes
+/// `x`: float32 [N, C, S, S] in [0, 1] → [N, C, S, S].
+pub fn resize_center_crop(x: &Tensor, side: i64) -> Tensor {
+    let s = x.size()[2];
+    let up = x.upsample_bicubic2d([side, side], false, None, None).clamp(0.0, 1.0);
+    // torchvision: int(round((side − s) / 2.0)), Python's round (ties to even).
+    let off = ((side - s) as f64 / 2.0).round_ties_even() as i64;
+    up.narrow(2, off, s).narrow(3, off, s)
+}
+
 /// Per-image Bernoulli(p) mask shaped [N, 1, 1, 1] (float 0/1).
 fn coin(n: i64, p: f64, dev: tch::Device) -> Tensor {
     Tensor::rand([n, 1, 1, 1], (Kind::Float, dev)).lt(p).to_kind(Kind::Float)
@@ -221,6 +236,10 @@ fn solarize(x: &Tensor, p: f64, threshold: f64) -> Tensor {
 }
 
 fn crop_flip(x: &Tensor, a: &Augment) -> Tensor {
+    if a.crop_scale == [1.0, 1.0] && a.crop_ratio == [1.0, 1.0] && a.hflip == 0.0 && a.translate.is_none() {
+        // The whole image, unflipped: resampling would only add rounding.
+        return x.shallow_clone();
+    }
     let size = x.size();
     let (n, dev) = (size[0], x.device());
     let opts = (Kind::Float, dev);
@@ -273,9 +292,24 @@ mod tests {
         let _rng = crate::rng_lock();
         let x = Tensor::rand([4, 1, 8, 8], tch::kind::FLOAT_CPU);
         let same = random_view(&x, &aug([1.0, 1.0], 0.0), 0);
-        assert!(f64::try_from((&same - &x).abs().max()).unwrap() < 1e-5);
+        assert!(same.equal(&x), "the identity view is exact");
         let flipped = random_view(&x, &aug([1.0, 1.0], 1.0), 0);
         assert!(f64::try_from((&flipped - x.flip([3])).abs().max()).unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn resize_and_centre_crop_as_torchvision() {
+        let _rng = crate::rng_lock();
+        // A constant image stays constant; at side = size it is the identity.
+        let x = Tensor::rand([2, 3, 8, 8], tch::kind::FLOAT_CPU);
+        assert!(f64::try_from((resize_center_crop(&x, 8) - &x).abs().max()).unwrap() < 1e-6);
+        let c = Tensor::full([1, 1, 8, 8], 0.25, tch::kind::FLOAT_CPU);
+        assert!(f64::try_from((resize_center_crop(&c, 9) - 0.25).abs().max()).unwrap() < 1e-6);
+        // 32 → 36 → centre 32 zooms by 9/8 around the centre: a vertical edge at column 16 stays at 16.
+        let edge = Tensor::arange(32, tch::kind::FLOAT_CPU).ge(16).to_kind(Kind::Float).reshape([1, 1, 1, 32]).expand([1, 1, 32, 32], true);
+        let z = resize_center_crop(&edge, 36);
+        let row: Vec<f32> = Vec::try_from(z.select(2, 10).flatten(0, -1)).unwrap();
+        assert!(row[13] < 0.02 && row[18] > 0.98 && (row[15] + row[16] - 1.0).abs() < 0.05, "{row:?}");
     }
 
     #[test]

@@ -177,6 +177,24 @@ pub struct Member {
     pub sha256: String,
 }
 
+impl DatasetEntry {
+    /// sha256 of what the decoded arrays depend on: the format, decode facts, layout and every
+    /// file's pinned size and hashes (not the description, licence, instructions or sources, which
+    /// can change without changing the data). Run keys include it.
+    pub fn content_hash(&self) -> String {
+        let files: Vec<serde_json::Value> = self
+            .files
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.name, "size": f.size, "sha256": f.sha256, "md5": f.md5, "decompressed": f.decompressed }))
+            .collect();
+        let v = serde_json::json!({
+            "format": self.format, "classes": self.classes, "image_size": self.image_size,
+            "mean": self.mean, "std": self.std, "layout": self.layout, "files": files,
+        });
+        crate::util::sha256_hex(v.to_string().as_bytes())
+    }
+}
+
 impl Lock {
     /// Reads, parses and validates a lock file.
     pub fn load(path: &Path) -> Result<Lock> {

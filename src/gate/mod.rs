@@ -1,75 +1,234 @@
-//! Verdicts from stored results alone: a failed or incomplete target, a verified paper number missed
-//! by more than its tolerance, or a metric that fell more than `tolerance` points below a baseline run
-//! is a regression (exit 1). Numbers marked secondary or unverified are reported, never gated.
+//! CI verdicts from stored results alone, with the rules of `crate::verdict`: a run that failed or
+//! did not finish, a verified paper number the runs fall *below* (or that they did not produce), a
+//! metric that dropped beyond the tolerance *and* significantly against the same configuration in
+//! a baseline results folder, and a record that cannot be read are failures (exit 1). Secondary and
+//! unverified numbers, the per-epoch monitor k-NN, speed and parity are reported, never gated. Runs
+//! made by another build are flagged.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::plan::Provenance;
-use crate::results::{self, StoredRun};
+use crate::results::{self, BuildInfo, MetricKind, StoredRun, SuiteRecords};
+use crate::verdict::{self, Summary};
 use crate::Outcome;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub enum Line {
     Pass(String),
-    Regressed(String),
+    Fail(String),
     Info(String),
+    /// Not a failure: made by another build.
+    Stale(String),
+}
+
+impl Line {
+    pub fn fails(&self) -> bool {
+        matches!(self, Line::Fail(_))
+    }
+}
+
+/// The `--tolerance` value: a finite number >= 0 (points for accuracies).
+pub fn parse_tolerance(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number; give the allowed drop in points, e.g. 1.0"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s} is not a tolerance: expected a finite number >= 0 (points), e.g. 1.0"));
+    }
+    Ok(v)
 }
 
 /// Every verdict for a results folder, optionally against a baseline folder.
-pub fn verdicts(runs: &[StoredRun], baseline: Option<&[StoredRun]>, tolerance: f64) -> Vec<Verdict> {
+pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, tolerance: f64, build: &BuildInfo) -> Vec<Line> {
     let mut out = Vec::new();
-    for r in runs {
-        let id = &r.config.target.id;
-        let Some(m) = &r.metrics else {
-            let why = r.failure.as_ref().map_or("no metrics.json (interrupted?)".to_owned(), |f| f.error.clone());
-            out.push(Verdict::Regressed(format!("{id}: failed: {why}")));
-            continue;
-        };
-        for e in &r.config.target.expected {
-            let Some(got) = m.metrics.get(&e.metric) else {
-                out.push(Verdict::Regressed(format!("{id}: expected metric {} was not produced", e.metric)));
-                continue;
-            };
-            let line = format!("{id}: {} = {:.2} vs paper {:.2} ± {:.2} ({})", e.metric, got.value, e.value, e.tolerance, e.source);
-            let ok = if got.higher_is_better { got.value >= e.value - e.tolerance } else { got.value <= e.value + e.tolerance };
-            out.push(match (e.status, ok) {
-                (Provenance::Verified, true) => Verdict::Pass(line),
-                (Provenance::Verified, false) => Verdict::Regressed(line),
-                (_, _) => Verdict::Info(format!("{line} [{:?}: not gated]", e.status).to_lowercase()),
+    for p in &current.problems {
+        out.push(Line::Fail(format!("{p} (`repro run --move-aside` moves it out of the way)")));
+    }
+    if let Some(b) = baseline {
+        for p in &b.problems {
+            out.push(Line::Info(format!("baseline {p}")));
+        }
+    }
+    for r in &current.runs {
+        let label = run_label(r);
+        if !r.finished() {
+            let why = r.failure.as_ref().map_or("no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| f.error.clone());
+            out.push(Line::Fail(format!("{label}: failed: {why}")));
+        }
+        if let Some(env) = r.env.as_ref().filter(|e| e.is_stale(build)) {
+            out.push(Line::Stale(format!("{label}: made by {}, this build is {}", env.commit_label(), build.label())));
+        }
+    }
+    let base_groups = baseline.map(|b| results::group(&b.runs));
+    for g in results::group(&current.runs) {
+        let t = g.target();
+        for e in &t.expected {
+            let higher = g.runs.iter().find_map(|r| r.value(&e.metric)).is_none_or(|m| m.higher_is_better);
+            let c = verdict::against_paper(e, Summary::new(g.values(&e.metric)), higher);
+            let line = format!("{}: {} = {} ({}: {})", g.id, e.metric, c.label(), e.status.word(), e.source);
+            out.push(match e.status {
+                crate::plan::Provenance::Verified if c.fails => Line::Fail(line),
+                crate::plan::Provenance::Verified => Line::Pass(line),
+                _ => Line::Info(format!("{line} [not gated]")),
             });
         }
-        let Some(base) = baseline.and_then(|b| b.iter().find(|b| &b.config.target.id == id)) else { continue };
-        let Some(bm) = &base.metrics else { continue };
-        for (name, b) in &bm.metrics {
-            let Some(got) = m.metrics.get(name) else { continue };
-            if b.unit != "%" {
-                continue; // speed and parity are not accuracy regressions
-            }
-            let drop = if b.higher_is_better { b.value - got.value } else { got.value - b.value };
-            let line = format!("{id}: {name} = {:.2} vs baseline {:.2}", got.value, b.value);
-            out.push(if drop > tolerance { Verdict::Regressed(line) } else { Verdict::Pass(line) });
+        let Some(base_groups) = &base_groups else { continue };
+        let Some(base) = base_groups.iter().find(|b| b.config_key == g.config_key) else {
+            out.push(Line::Info(match base_groups.iter().find(|b| b.id == g.id) {
+                Some(b) => format!("{}: the baseline's {} has another configuration ({} vs {}): not compared", g.id, b.id, results::short(&b.config_key), results::short(&g.config_key)),
+                None => format!("{}: not in the baseline: not compared", g.id),
+            }));
+            continue;
+        };
+        let eval_metrics: std::collections::BTreeSet<&String> = base
+            .runs
+            .iter()
+            .filter_map(|r| r.metrics.as_ref())
+            .flat_map(|m| m.metrics.iter().filter(|(_, v)| v.kind == MetricKind::Eval).map(|(k, _)| k))
+            .collect();
+        for name in eval_metrics {
+            let (Some(cur), Some(bas)) = (Summary::new(g.values(name)), Summary::new(base.values(name))) else { continue };
+            let higher = base.runs.iter().find_map(|r| r.value(name)).is_none_or(|m| m.higher_is_better);
+            let c = verdict::against_baseline(name, cur, bas, higher, tolerance);
+            let line = format!("{}: {name} = {}", g.id, c.label(tolerance));
+            out.push(if c.regressed { Line::Fail(line) } else { Line::Pass(line) });
         }
     }
     out
 }
 
+fn run_label(r: &StoredRun) -> String {
+    if r.config.target.train.seeds.len() > 1 {
+        format!("{} (seed {})", r.config.target.id, r.config.seed)
+    } else {
+        r.config.target.id.clone()
+    }
+}
+
 pub fn run(dir: &Path, baseline: Option<&Path>, tolerance: f64) -> Result<Outcome> {
-    let runs = results::load_suite_dir(dir)?;
+    let current = results::load_suite_dir(dir)?;
     let base = baseline.map(results::load_suite_dir).transpose()?;
-    let vs = verdicts(&runs, base.as_deref(), tolerance);
-    let mut regressed = 0;
-    for v in &vs {
-        match v {
-            Verdict::Pass(s) => println!("PASS  {s}"),
-            Verdict::Regressed(s) => {
-                regressed += 1;
-                println!("FAIL  {s}");
+    let build = BuildInfo::current();
+    let lines = verdicts(&current, base.as_ref(), tolerance, &build);
+    let mut failures = 0;
+    let checks = lines.iter().filter(|l| !matches!(l, Line::Stale(_))).count();
+    for l in &lines {
+        match l {
+            Line::Pass(s) => println!("PASS   {s}"),
+            Line::Fail(s) => {
+                failures += 1;
+                println!("FAIL   {s}");
             }
-            Verdict::Info(s) => println!("INFO  {s}"),
+            Line::Info(s) => println!("INFO   {s}"),
+            Line::Stale(s) => println!("STALE  {s}"),
         }
     }
-    println!("gate: {} checks, {regressed} regression(s)", vs.len());
-    Ok(if regressed > 0 { Outcome::Failed } else { Outcome::Success })
+    println!("gate: {checks} checks, {failures} failure(s){}", if base.is_some() { format!(", tolerance {tolerance} points against the baseline") } else { String::new() });
+    Ok(if failures > 0 { Outcome::Failed } else { Outcome::Success })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::testing::{self, floor_and_method, run, targets};
+    use crate::results::{ProblemKind, RecordProblem};
+
+    fn records(runs: Vec<StoredRun>) -> SuiteRecords {
+        SuiteRecords { runs, problems: vec![] }
+    }
+
+    fn fails(lines: &[Line]) -> Vec<&String> {
+        lines.iter().filter_map(|l| if let Line::Fail(s) = l { Some(s) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_clear_regression_fails_and_noise_passes() {
+        let build = testing::build();
+        let base = records(floor_and_method(&[(0, 60.0, 85.0), (1, 60.0, 85.2), (2, 60.0, 84.9)]));
+        // A rerun with the same numbers passes every check.
+        let l = verdicts(&base, Some(&base), 1.0, &build);
+        assert!(fails(&l).is_empty() && l.iter().filter(|x| matches!(x, Line::Pass(_))).count() == 4, "{l:?}");
+        // A clear drop of the method's k-NN (and linear) fails, naming the target and metric.
+        let dropped = records(floor_and_method(&[(0, 60.0, 80.0), (1, 60.0, 80.3), (2, 60.0, 79.8)]));
+        let l = verdicts(&dropped, Some(&base), 1.0, &build);
+        let f = fails(&l);
+        assert_eq!(f.len(), 2, "{l:?}");
+        assert!(f[0].starts_with("m: knn_top1@") && f[0].contains("drop 5.00 > tolerance 1") && f[0].contains("Welch p ="), "{}", f[0]);
+        // The same mean drop with seed noise that explains it passes.
+        let noisy = records(floor_and_method(&[(0, 60.0, 78.0), (1, 60.0, 86.0), (2, 60.0, 82.0)]));
+        let noisy_base = records(floor_and_method(&[(0, 60.0, 88.0), (1, 60.0, 80.0), (2, 60.0, 84.5)]));
+        assert!(fails(&verdicts(&noisy, Some(&noisy_base), 1.0, &build)).is_empty());
+    }
+
+    #[test]
+    fn monitor_and_speed_are_never_gated() {
+        let build = testing::build();
+        let base = records(floor_and_method(&[(0, 60.0, 85.0)]));
+        let mut slow = floor_and_method(&[(0, 60.0, 85.0)]);
+        for r in &mut slow {
+            for (name, m) in r.metrics.as_mut().unwrap().metrics.iter_mut() {
+                if !name.starts_with("knn_top1") && !name.starts_with("linear_top1") {
+                    m.value /= 100.0; // monitor k-NN and images/s collapse
+                }
+            }
+        }
+        let l = verdicts(&records(slow), Some(&base), 1.0, &build);
+        assert!(fails(&l).is_empty(), "{l:?}");
+        assert!(!l.iter().any(|x| format!("{x:?}").contains("monitor") || format!("{x:?}").contains("images_per_s")), "{l:?}");
+    }
+
+    #[test]
+    fn verified_numbers_gate_and_missing_ones_are_judged_by_status() {
+        let build = testing::build();
+        let t = targets(&[0], "");
+        let knn = t[1].eval.knn.metric_name();
+        let lin = t[1].eval.linear.metric_name();
+        let with = |expected: &str, knn_v: f64| {
+            let t = targets(&[0], expected);
+            records(vec![run(&t[0], 0, 0, 60.0, 55.0), run(&t[1], 1, 0, knn_v, knn_v - 5.0)])
+        };
+        let verified = format!("{{metric: \"{knn}\", value: 90.0, tolerance: 1.0, source: paper, status: verified}}");
+        assert!(fails(&verdicts(&with(&verified, 89.5), None, 1.0, &build)).is_empty());
+        let f = verdicts(&with(&verified, 85.0), None, 1.0, &build);
+        assert!(fails(&f)[0].contains("85.00 vs 90 ± 1: below (n = 1)"), "{f:?}");
+        // A verified metric the runs did not produce fails; an unverified one is reported only.
+        let mut missing = with(&verified, 90.0);
+        missing.runs[1].metrics.as_mut().unwrap().metrics.remove(&knn);
+        assert!(fails(&verdicts(&missing, None, 1.0, &build))[0].contains("missing"));
+        let unverified = format!("{{metric: \"{lin}\", value: 90.0, tolerance: 1.0, source: recalled, status: unverified}}");
+        let mut missing = with(&unverified, 50.0);
+        missing.runs[1].metrics.as_mut().unwrap().metrics.remove(&lin);
+        let l = verdicts(&missing, None, 1.0, &build);
+        assert!(fails(&l).is_empty() && l.iter().any(|x| matches!(x, Line::Info(s) if s.contains("missing") && s.contains("not gated"))), "{l:?}");
+    }
+
+    #[test]
+    fn stale_records_are_flagged_and_bad_folders_fail() {
+        let build = testing::build();
+        let mut runs = floor_and_method(&[(0, 60.0, 85.0)]);
+        runs[1].env.as_mut().unwrap().git_commit = Some("0123456789".into());
+        let mut rec = records(runs);
+        rec.problems.push(RecordProblem { path: "/r/t/x".into(), kind: ProblemKind::Older, message: "config.json has schema version 1".into() });
+        let l = verdicts(&rec, None, 1.0, &build);
+        assert!(l.iter().any(|x| matches!(x, Line::Stale(s) if s == "m: made by 0123456, this build is feedfac")), "{l:?}");
+        assert!(fails(&l)[0].contains("/r/t/x: older record"), "{l:?}");
+    }
+
+    #[test]
+    fn baselines_are_matched_by_configuration() {
+        let build = testing::build();
+        let base = records(floor_and_method(&[(0, 60.0, 85.0)]));
+        let mut other = floor_and_method(&[(0, 60.0, 70.0)]);
+        other[1].config.keys.config = "another-configuration".into();
+        let l = verdicts(&records(other), Some(&base), 1.0, &build);
+        assert!(fails(&l).is_empty(), "{l:?}");
+        assert!(l.iter().any(|x| matches!(x, Line::Info(s) if s.contains("has another configuration"))), "{l:?}");
+    }
+
+    #[test]
+    fn tolerance_must_be_a_finite_non_negative_number() {
+        assert_eq!(parse_tolerance("1.5"), Ok(1.5));
+        for bad in ["nan", "NaN", "-1", "inf", "x"] {
+            assert!(parse_tolerance(bad).is_err(), "{bad}");
+        }
+    }
 }

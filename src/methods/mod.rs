@@ -138,7 +138,7 @@ mod tests {
         let _rng = crate::rng_lock();
         let yaml = |method: &str, params: &str| {
             format!(
-                "version: 1\ntargets:\n  - id: t\n    dataset: d\n    method: {method}\n    method_params: {params}\n    backbone: {{arch: resnet18, width: 2, zero_init_residual: false}}\n    data: {{monitor_holdout: 1, monitor_bank: 1}}\n    augment: {{crop_scale: [1.0, 1.0], crop_ratio: [1.0, 1.0], hflip: 0.0, interpolation: bilinear}}\n    train: {{epochs: 1, batch_size: 2, seed: 0, lr: 0.1, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 0.0, warmup_epochs: 0.0, min_lr: 0.0}}\n    eval: {{batch_size: 1, knn: {{k: 1, temperature: 1.0, distance: cosine}}, linear: {{epochs: 1, batch_size: 1, lr: 0.1, momentum: 0.0, weight_decay: 0.0, standardize: true}}}}\n    export: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
+                "version: 1\ntargets:\n  - id: t\n    dataset: d\n    method: {method}\n    method_params: {params}\n    backbone: {{arch: resnet18, width: 2, zero_init_residual: false}}\n    data: {{monitor_holdout: 1, monitor_bank: 1}}\n    augment: {{crop_scale: [1.0, 1.0], crop_ratio: [1.0, 1.0], hflip: 0.0, interpolation: bilinear}}\n    train: {{epochs: 1, batch_size: 2, seeds: [0], lr: 0.1, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 0.0, warmup_epochs: 0.0, min_lr: 0.0}}\n    eval: {{batch_size: 1, knn: {{k: 1, temperature: 1.0, distance: cosine}}, linear: {{epochs: 1, batch_size: 1, lr: 0.1, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.0, weight_decay: 0.0, standardize: true}}}}\n    export: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
             )
         };
         for (method, params) in [

@@ -1,6 +1,9 @@
 //! Paper-style tables from stored run records alone (no libtorch, no ONNX Runtime): one row per
-//! target with k-NN and linear top-1, the gain over the suite's random-init floor, the paper's
-//! number where the suite cites one, and wall time. Exporters: terminal, Markdown, CSV, JSON.
+//! target (its seeds grouped by configuration) with k-NN and linear top-1 as mean ± std over n
+//! seeds, the gain over the suite's random-init floor (paired by seed), each published number the
+//! suite cites with its verdict (`crate::verdict`), wall time and the commit that made the numbers.
+//! Footnotes name every protocol and source. Exporters: terminal and Markdown (the table), CSV (one
+//! line per run and metric, every seed's value), JSON (rows with per-seed values, runs, problems).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -8,7 +11,8 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::plan::Method;
-use crate::results::StoredRun;
+use crate::results::{self, BuildInfo, MetricKind, RecordProblem, StoredRun, TargetRuns};
+use crate::verdict::{self, PaperCheck, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -18,56 +22,97 @@ pub enum Format {
     Json,
 }
 
-/// One table row, as numbers (None = not available).
+/// One table row: a target's runs over its seeds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub target: String,
     pub method: String,
+    pub dataset: String,
     pub backbone: String,
     pub epochs: usize,
-    pub knn_top1: Option<f64>,
-    pub linear_top1: Option<f64>,
+    /// Seeds the suite asked for.
+    pub seeds: Vec<u64>,
+    pub knn_metric: String,
+    pub linear_metric: String,
+    pub knn_top1: Option<Summary>,
+    pub linear_top1: Option<Summary>,
+    /// Mean over seeds of (target − floor) at the same seed (the floor's mean where it lacks a seed).
     pub knn_gain: Option<f64>,
     pub linear_gain: Option<f64>,
-    /// `metric value (status)` of the suite's `expected:` entries.
-    pub paper: String,
+    /// Every further probe (`eval.extra_linear`): its metric and value over seeds.
+    pub extra_linear: Vec<(String, Option<Summary>)>,
+    pub checks: Vec<PaperCheck>,
+    /// Mean wall time of a run.
     pub wall_s: Option<f64>,
+    /// Commits that made the runs (`2c08976`, `-dirty` when built from modified sources).
+    pub commits: Vec<String>,
+    /// Some run was made by another build than the one reading it.
+    pub stale: bool,
     pub status: String,
 }
 
-/// Builds rows; gains are against the first `random_init` target on the same dataset.
-pub fn rows(runs: &[StoredRun]) -> Vec<Row> {
-    let value = |r: &StoredRun, name: &str| r.metrics.as_ref().and_then(|m| m.metrics.get(name)).map(|m| m.value);
-    let knn = |r: &StoredRun| value(r, &r.config.target.eval.knn.metric_name());
-    let lin = |r: &StoredRun| value(r, &r.config.target.eval.linear.metric_name());
-    let floor = |r: &StoredRun| {
-        runs.iter().find(|f| matches!(f.config.target.method, Method::RandomInit) && f.config.target.dataset == r.config.target.dataset && f.metrics.is_some())
-    };
-    runs.iter()
-        .map(|r| {
-            let t = &r.config.target;
-            let fl = floor(r).filter(|f| f.config.target.id != t.id);
-            let gain = |mine: Option<f64>, theirs: Option<f64>| mine.zip(theirs).map(|(a, b)| ((a - b) * 1e4).round() / 1e4);
-            let status = match (&r.metrics, &r.failure) {
-                (Some(_), _) => "ok".to_owned(),
-                (None, Some(f)) => format!("failed: {}", f.error.lines().next().unwrap_or("")),
-                (None, None) => "incomplete".to_owned(),
+/// Builds the rows; gains are against the first finished `random_init` target with the same
+/// dataset, image size and backbone (architecture and width).
+pub fn rows(runs: &[StoredRun], build: &BuildInfo) -> Vec<Row> {
+    let groups = results::group(runs);
+    let is_floor = |g: &TargetRuns| matches!(g.target().method, Method::RandomInit) && g.runs.iter().any(|r| r.finished());
+    groups
+        .iter()
+        .map(|g| {
+            let t = g.target();
+            let same_start = |f: &TargetRuns| {
+                let u = f.target();
+                u.dataset == t.dataset && u.data.image_size == t.data.image_size && u.backbone.label() == t.backbone.label()
+            };
+            let floor = groups.iter().find(|f| is_floor(f) && same_start(f) && f.id != g.id);
+            let (knn_metric, linear_metric) = (t.eval.knn.metric_name(), t.eval.linear.metric_name());
+            let gain = |metric: &str| floor.and_then(|f| paired_gain(&g.values(metric), &f.values(metric)));
+            let higher = |metric: &str| g.runs.iter().find_map(|r| r.value(metric)).is_none_or(|m| m.higher_is_better);
+            let checks = t.expected.iter().map(|e| verdict::against_paper(e, Summary::new(g.values(&e.metric)), higher(&e.metric))).collect();
+            let envs: Vec<_> = g.runs.iter().filter_map(|r| r.env.as_ref()).collect();
+            let mut commits: Vec<String> = envs.iter().map(|e| e.commit_label()).collect();
+            commits.dedup();
+            let finished = g.runs.iter().filter(|r| r.finished()).count();
+            let failed: Vec<_> = g.runs.iter().filter(|r| !r.finished()).filter_map(|r| r.failure.as_ref().map(|f| (r.config.seed, f))).collect();
+            let status = if let Some((seed, f)) = failed.first() {
+                format!("failed (seed {seed}): {}", f.error.lines().next().unwrap_or(""))
+            } else if finished < g.runs.len() {
+                format!("incomplete ({finished}/{})", g.runs.len())
+            } else {
+                "ok".to_owned()
             };
             Row {
                 target: t.id.clone(),
                 method: t.method.name().to_owned(),
+                dataset: t.dataset.clone(),
                 backbone: t.backbone.label(),
                 epochs: if t.method.trains() { t.train.epochs } else { 0 },
-                knn_top1: knn(r),
-                linear_top1: lin(r),
-                knn_gain: fl.and_then(|f| gain(knn(r), knn(f))),
-                linear_gain: fl.and_then(|f| gain(lin(r), lin(f))),
-                paper: t.expected.iter().map(|e| format!("{} {} ({:?})", e.metric, e.value, e.status).to_lowercase()).collect::<Vec<_>>().join("; "),
-                wall_s: r.env.as_ref().map(|e| e.wall_s),
+                seeds: t.train.seeds.clone(),
+                knn_top1: Summary::new(g.values(&knn_metric)),
+                linear_top1: Summary::new(g.values(&linear_metric)),
+                knn_gain: gain(&knn_metric),
+                linear_gain: gain(&linear_metric),
+                knn_metric,
+                linear_metric,
+                extra_linear: t.eval.extra_linear.iter().map(|l| (l.metric_name(), Summary::new(g.values(&l.metric_name())))).collect(),
+                checks,
+                wall_s: (!envs.is_empty()).then(|| envs.iter().map(|e| e.wall_s).sum::<f64>() / envs.len() as f64),
+                commits,
+                stale: envs.iter().any(|e| e.is_stale(build)),
                 status,
             }
         })
         .collect()
+}
+
+/// Mean of the paired differences; a seed the floor lacks is paired with the floor's mean.
+fn paired_gain(mine: &[(u64, f64)], floor: &[(u64, f64)]) -> Option<f64> {
+    if mine.is_empty() || floor.is_empty() {
+        return None;
+    }
+    let floor_mean = floor.iter().map(|v| v.1).sum::<f64>() / floor.len() as f64;
+    let d: f64 = mine.iter().map(|(s, v)| v - floor.iter().find(|f| f.0 == *s).map_or(floor_mean, |f| f.1)).sum();
+    Some(((d / mine.len() as f64) * 1e4).round() / 1e4)
 }
 
 #[derive(Tabled)]
@@ -80,6 +125,8 @@ struct Cells {
     backbone: String,
     #[tabled(rename = "epochs")]
     epochs: String,
+    #[tabled(rename = "n")]
+    n: String,
     #[tabled(rename = "k-NN top-1")]
     knn: String,
     #[tabled(rename = "linear top-1")]
@@ -90,14 +137,18 @@ struct Cells {
     linear_gain: String,
     #[tabled(rename = "paper")]
     paper: String,
+    #[tabled(rename = "verdict")]
+    verdict: String,
     #[tabled(rename = "wall time")]
     wall: String,
+    #[tabled(rename = "commit")]
+    commit: String,
     #[tabled(rename = "status")]
     status: String,
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+fn summary(v: &Option<Summary>) -> String {
+    v.as_ref().map_or_else(|| "–".into(), Summary::label)
 }
 
 fn signed(v: Option<f64>) -> String {
@@ -112,69 +163,217 @@ fn duration(s: Option<f64>) -> String {
     }
 }
 
-fn cells(rows: &[Row]) -> Vec<Cells> {
-    rows.iter()
-        .map(|r| Cells {
-            target: r.target.clone(),
-            method: r.method.clone(),
-            backbone: r.backbone.clone(),
-            epochs: r.epochs.to_string(),
-            knn: pct(r.knn_top1),
-            linear: pct(r.linear_top1),
-            knn_gain: signed(r.knn_gain),
-            linear_gain: signed(r.linear_gain),
-            paper: if r.paper.is_empty() { "–".into() } else { r.paper.clone() },
-            wall: duration(r.wall_s),
-            status: r.status.clone(),
+/// The table cells and the footnotes they point to (`[1]` after a paper number).
+fn cells(rows: &[Row], sep: &str) -> (Vec<Cells>, Vec<String>) {
+    let mut notes = Vec::new();
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let n = r.knn_top1.as_ref().or(r.linear_top1.as_ref()).map_or(0, |s| s.n);
+            let mut paper = Vec::new();
+            let mut verdicts = Vec::new();
+            for c in &r.checks {
+                let e = &c.expected;
+                notes.push(format!("{}: {} {} ± {} ({}): {}", r.target, e.metric, e.value, e.tolerance, e.status.word(), e.source));
+                paper.push(format!("{} ± {} [{}]", e.value, e.tolerance, notes.len()));
+                let got = match (&c.summary, c.interval) {
+                    (Some(s), Some((lo, hi))) => format!("{:.2} [{lo:.2}, {hi:.2}]", s.mean),
+                    (Some(s), None) => format!("{:.2}", s.mean),
+                    (None, _) => "–".into(),
+                };
+                let n1 = if c.summary.as_ref().is_some_and(|s| s.n == 1) { ", n = 1" } else { "" };
+                let gated = if c.expected.status == crate::plan::Provenance::Verified { "" } else { " (not gated)" };
+                verdicts.push(format!("{got}: {}{n1}{gated}", c.verdict.word()));
+            }
+            let dash = |v: Vec<String>| if v.is_empty() { "–".to_owned() } else { v.join(sep) };
+            Cells {
+                target: r.target.clone(),
+                method: r.method.clone(),
+                backbone: r.backbone.clone(),
+                epochs: r.epochs.to_string(),
+                n: format!("{n}/{}", r.seeds.len()),
+                knn: summary(&r.knn_top1),
+                linear: summary(&r.linear_top1),
+                knn_gain: signed(r.knn_gain),
+                linear_gain: signed(r.linear_gain),
+                paper: dash(paper),
+                verdict: dash(verdicts),
+                wall: duration(r.wall_s),
+                commit: format!("{}{}", r.commits.join(","), if r.stale { "*" } else { "" }),
+                status: r.status.clone(),
+            }
         })
-        .collect()
+        .collect();
+    (cells, notes)
 }
 
-/// Renders the rows in one format.
-pub fn render(rows: &[Row], format: Format) -> Result<String> {
+/// Footnotes: the protocols of the numeric columns and the sources of the paper numbers.
+fn legend(rows: &[Row], notes: &[String], build: &BuildInfo) -> String {
+    let mut out = String::from("mean ± sample std over n seeds (finished/asked); verdict: mean [95% Student-t interval] against paper ± tolerance (README \"Verdicts\")\n");
+    let columns = [
+        ("k-NN top-1", rows.iter().map(|r| (&r.knn_metric, r.target.as_str())).collect::<Vec<_>>()),
+        ("linear top-1", rows.iter().map(|r| (&r.linear_metric, r.target.as_str())).collect()),
+    ];
+    for (label, metrics) in columns {
+        let mut names: Vec<(&String, Vec<&str>)> = Vec::new();
+        for (metric, target) in metrics {
+            match names.iter_mut().find(|(m, _)| *m == metric) {
+                Some((_, ids)) => ids.push(target),
+                None => names.push((metric, vec![target])),
+            }
+        }
+        for (metric, ids) in &names {
+            let whose = if names.len() > 1 { format!(" ({})", ids.join(", ")) } else { String::new() };
+            out += &format!("{label}{whose}: {metric}\n");
+        }
+    }
+    for r in rows {
+        for (metric, v) in &r.extra_linear {
+            out += &format!("{}: {} {metric}\n", r.target, summary(v));
+        }
+    }
+    for (i, n) in notes.iter().enumerate() {
+        out += &format!("[{}] {n}\n", i + 1);
+    }
+    if rows.iter().any(|r| r.stale) {
+        let this = build.label();
+        out += &format!("* made by another build than this one ({this}); `repro run --rerun-stale` runs them again\n");
+    }
+    out
+}
+
+/// One line of the CSV/JSON run listing: a run's metric (or its status when it has none).
+#[derive(Debug, Clone, Serialize)]
+struct RunLine {
+    suite: String,
+    target: String,
+    seed: u64,
+    method: String,
+    dataset: String,
+    backbone: String,
+    epochs: usize,
+    status: String,
+    metric: String,
+    kind: String,
+    value: Option<f64>,
+    unit: String,
+    higher_is_better: Option<bool>,
+    commit: String,
+    stale: bool,
+    run_key: String,
+    config_key: String,
+}
+
+fn run_lines(runs: &[StoredRun], build: &BuildInfo) -> Vec<RunLine> {
+    let mut out = Vec::new();
+    for r in runs {
+        let (c, t) = (&r.config, &r.config.target);
+        let status = match (&r.metrics, &r.failure) {
+            (Some(_), _) => "ok".to_owned(),
+            (None, Some(f)) => format!("failed: {}", f.error.lines().next().unwrap_or("")),
+            (None, None) => "incomplete".to_owned(),
+        };
+        let line = |metric: &str, m: Option<&results::Metric>| RunLine {
+            suite: c.suite.clone(),
+            target: t.id.clone(),
+            seed: c.seed,
+            method: t.method.name().to_owned(),
+            dataset: t.dataset.clone(),
+            backbone: t.backbone.label(),
+            epochs: if t.method.trains() { t.train.epochs } else { 0 },
+            status: status.clone(),
+            metric: metric.to_owned(),
+            kind: m.map(|m| kind_word(m.kind).to_owned()).unwrap_or_default(),
+            value: m.map(|m| m.value),
+            unit: m.map(|m| m.unit.clone()).unwrap_or_default(),
+            higher_is_better: m.map(|m| m.higher_is_better),
+            commit: r.env.as_ref().map(|e| e.commit_label()).unwrap_or_default(),
+            stale: r.env.as_ref().is_some_and(|e| e.is_stale(build)),
+            run_key: c.keys.run.clone(),
+            config_key: c.keys.config.clone(),
+        };
+        match &r.metrics {
+            Some(m) => out.extend(m.metrics.iter().map(|(name, v)| line(name, Some(v)))),
+            None => out.push(line("", None)),
+        }
+    }
+    out
+}
+
+fn kind_word(k: MetricKind) -> &'static str {
+    match k {
+        MetricKind::Eval => "eval",
+        MetricKind::Monitor => "monitor",
+        MetricKind::Speed => "speed",
+        MetricKind::Parity => "parity",
+    }
+}
+
+/// Renders the runs in one format; `problems` (folders not read) go into the JSON too.
+pub fn render(runs: &[StoredRun], problems: &[RecordProblem], build: &BuildInfo, format: Format) -> Result<String> {
+    let rows = rows(runs, build);
     Ok(match format {
-        Format::Terminal => Table::new(cells(rows)).with(Style::rounded()).to_string(),
-        Format::Md => Table::new(cells(rows)).with(Style::markdown()).to_string(),
+        Format::Terminal | Format::Md => {
+            let md = format == Format::Md;
+            let (cells, notes) = cells(&rows, if md { "; " } else { "\n" });
+            let mut table = Table::new(cells);
+            let table = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
+            let legend = legend(&rows, &notes, build);
+            if md {
+                let notes: Vec<String> = legend.lines().map(|l| format!("- {l}")).collect();
+                format!("{table}\n\n{}\n", notes.join("\n"))
+            } else {
+                format!("{table}\n{legend}")
+            }
+        }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            for r in rows {
-                w.serialize(r)?;
+            for l in run_lines(runs, build) {
+                w.serialize(l)?;
             }
             String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)?
         }
-        Format::Json => serde_json::to_string_pretty(rows)?,
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({ "rows": rows, "runs": run_lines(runs, build), "problems": problems }))?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::testing::{self, floor_and_method};
 
-    fn row(target: &str, knn: Option<f64>) -> Row {
-        Row {
-            target: target.into(),
-            method: "corinfomax".into(),
-            backbone: "resnet18 w8".into(),
-            epochs: 3,
-            knn_top1: knn,
-            linear_top1: Some(80.0),
-            knn_gain: Some(1.25),
-            linear_gain: None,
-            paper: String::new(),
-            wall_s: Some(75.0),
-            status: "ok".into(),
+    #[test]
+    fn rows_group_seeds_and_pair_gains_by_seed() {
+        let runs = floor_and_method(&[(0, 60.0, 70.0), (1, 50.0, 64.0), (2, 55.0, 66.0)]);
+        let build = testing::build();
+        let rows = rows(&runs, &build);
+        let m = rows.iter().find(|r| r.target == "m").unwrap();
+        let knn = m.knn_top1.as_ref().unwrap();
+        assert_eq!((knn.n, knn.mean), (3, (70.0 + 64.0 + 66.0) / 3.0));
+        // Paired: (10 + 14 + 11) / 3.
+        assert!((m.knn_gain.unwrap() - 35.0 / 3.0).abs() < 1e-3, "{:?}", m.knn_gain);
+        assert_eq!(m.status, "ok");
+        let table = render(&runs, &[], &build, Format::Terminal).unwrap();
+        assert!(table.contains("66.67 ± 3.06") && table.contains("3/3") && table.contains("+11.67"), "{table}");
+        assert!(table.contains("k-NN top-1: knn_top1@k20_t0.07_cosine_bankall"), "{table}");
+        // Every seed's value stays in the CSV.
+        let csv = render(&runs, &[], &build, Format::Csv).unwrap();
+        assert!(csv.starts_with("suite,target,seed,method,"), "{csv}");
+        for v in ["70.0", "64.0", "66.0", "60.0", "50.0", "55.0"] {
+            assert!(csv.contains(&format!(",{v},")), "{v} missing:\n{csv}");
         }
+        let json: serde_json::Value = serde_json::from_str(&render(&runs, &[], &build, Format::Json).unwrap()).unwrap();
+        assert_eq!(json["rows"][1]["knn_top1"]["values"][1], serde_json::json!([1, 64.0]));
     }
 
     #[test]
-    fn formats_render_every_row() {
-        let rows = vec![row("a", Some(77.5)), row("b", None)];
-        let md = render(&rows, Format::Md).unwrap();
-        assert!(md.contains("| a ") && md.contains("77.50") && md.contains("+1.25") && md.contains("1m15s"), "{md}");
-        let csv = render(&rows, Format::Csv).unwrap();
-        assert_eq!(csv.lines().count(), 3, "{csv}");
-        assert!(csv.starts_with("target,method,backbone,epochs,knn_top1,linear_top1"), "{csv}");
-        let json: serde_json::Value = serde_json::from_str(&render(&rows, Format::Json).unwrap()).unwrap();
-        assert_eq!(json[1]["knn_top1"], serde_json::Value::Null);
+    fn stale_rows_are_marked() {
+        let mut runs = floor_and_method(&[(0, 60.0, 70.0)]);
+        runs[1].env.as_mut().unwrap().git_commit = Some("0123456789abcdef".into());
+        let build = testing::build();
+        let rows = rows(&runs, &build);
+        assert!(rows[1].stale && !rows[0].stale);
+        let table = render(&runs, &[], &build, Format::Md).unwrap();
+        assert!(table.contains("0123456*") && table.contains("made by another build than this one (feedfac)"), "{table}");
     }
 }

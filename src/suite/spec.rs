@@ -147,6 +147,9 @@ pub struct SolarizeSpec {
 pub struct TrainSpec {
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
+    /// One run per seed, e.g. `[0, 1, 2]`; each has its own folder and is resumable on its own.
+    pub seeds: Option<Vec<u64>>,
+    /// Replaced by `seeds` (read only to say so).
     pub seed: Option<u64>,
     pub lr: Option<f64>,
     /// `{name: sgd, momentum}`, `{name: lars, momentum, eta, exclude_bias_and_norm}`,
@@ -167,7 +170,10 @@ pub struct EvalSpec {
     /// Images per ONNX Runtime call when embedding a split.
     pub batch_size: Option<usize>,
     pub knn: Option<KnnSpec>,
+    /// The harness's standard probe.
     pub linear: Option<LinearSpec>,
+    /// Further probe protocols (e.g. a paper's own), each producing its own metric.
+    pub extra_linear: Option<Vec<LinearSpec>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -177,6 +183,8 @@ pub struct KnnSpec {
     pub temperature: Option<f64>,
     /// `cosine` or `euclidean`.
     pub distance: Option<String>,
+    /// Use the first N training images as the bank; omit for the whole training split.
+    pub bank_subset: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -184,13 +192,35 @@ pub struct KnnSpec {
 pub struct LinearSpec {
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
+    /// Peak learning rate (the cosine starts here).
     pub lr: Option<f64>,
+    /// `cosine_per_step` (every mini-batch) or `cosine_per_epoch` (PyTorch `CosineAnnealingLR`
+    /// stepped once per epoch).
+    pub schedule: Option<String>,
+    /// End of the cosine.
+    pub min_lr: Option<f64>,
     pub momentum: Option<f64>,
     pub weight_decay: Option<f64>,
     /// Standardise features with the training split's mean and std before the probe.
     pub standardize: Option<bool>,
     /// Number of training images the probe is fitted on (the first N); omit for all.
     pub train_subset: Option<usize>,
+    /// Train-time views of the probe's training images, re-embedded every epoch (absent: fixed
+    /// features of the images as decoded).
+    pub augment: Option<ProbeAugmentSpec>,
+    /// Resize test images to this side (bicubic), then centre-crop back to the image size.
+    pub test_resize: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeAugmentSpec {
+    pub crop_scale: Option<[f64; 2]>,
+    pub crop_ratio: Option<[f64; 2]>,
+    pub hflip: Option<f64>,
+    /// `bilinear` or `bicubic`.
+    pub interpolation: Option<String>,
+    pub translate: Option<TranslateSpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

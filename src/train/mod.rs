@@ -58,7 +58,7 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    pub fn new(t: &Target, splits: &Splits, device: Device) -> Result<Self> {
+    pub fn new(t: &Target, seed: u64, splits: &Splits, device: Device) -> Result<Self> {
         let n = splits.train.n;
         let (hold, bank) = (t.data.monitor_holdout, t.data.monitor_bank);
         if hold + bank >= n || hold == 0 || bank == 0 {
@@ -82,7 +82,7 @@ impl TrainData {
             if k > available {
                 bail!("data.train_subset = {k} but only {available} pre-training images remain after the monitor hold-out");
             }
-            tch::manual_seed(util::derive_seed(t.train.seed, "subset") as i64);
+            tch::manual_seed(util::derive_seed(seed, "subset") as i64);
             let idx = Tensor::randperm(available as i64, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64);
             images = images.index_select(0, &idx);
         }
@@ -93,8 +93,8 @@ impl TrainData {
     }
 }
 
-/// Trains `model` for the target's epochs, resuming from `dir`'s checkpoint when one exists.
-pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
+/// Trains `model` for the target's epochs at `seed`, resuming from `dir`'s checkpoint when one exists.
+pub fn train(t: &Target, seed: u64, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
     let n = data.images.size()[0] as usize;
     let bs = t.train.batch_size;
     let steps_per_epoch = n / bs; // drop_last, as the reference loaders do
@@ -110,11 +110,15 @@ pub fn train(t: &Target, model: &mut Model, data: &TrainData, norm: &Normalize, 
     if let Some(done) = checkpoint::load(dir, model, &mut opt)? {
         start_epoch = done;
         logs = read_log(&log_path)?.into_iter().filter(|l| l.epoch <= done).collect();
-        eprintln!("  resuming {} from epoch {done}/{}", t.id, t.train.epochs);
+        if done >= t.train.epochs {
+            eprintln!("  {}: training finished earlier ({done} epochs in its checkpoint)", t.id);
+        } else {
+            eprintln!("  resuming {} from epoch {done}/{}", t.id, t.train.epochs);
+        }
     }
     for epoch in start_epoch..t.train.epochs {
         let started = Instant::now();
-        tch::manual_seed(util::derive_seed(t.train.seed, &format!("epoch{epoch}")) as i64);
+        tch::manual_seed(util::derive_seed(seed, &format!("epoch{epoch}")) as i64);
         let perm = Tensor::randperm(n as i64, (Kind::Int64, data.images.device()));
         let mut sum = 0.0;
         let mut term_sums: std::collections::BTreeMap<String, f64> = Default::default();
