@@ -158,7 +158,7 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             };
             wanted.push(config.keys.run.clone());
             let dir = RunDir::new(&args.out, &plan.suite, t, seed);
-            let label = run_label(t, seed);
+            let label = t.run_label(seed);
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, device, args, &build)))
                 .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
             if let Err(e) = result {
@@ -167,7 +167,7 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
                 eprintln!("  {label} FAILED: {msg}");
                 // A failure record goes only into a folder that holds this run.
                 if dir.read().ok().flatten().is_some_and(|r| r.config.keys.run == config.keys.run) {
-                    results::write(&dir.path("failure.json"), &FailureRecord { schema_version: results::SCHEMA_VERSION, run_key: config.keys.run.clone(), error: msg })?;
+                    util::write_json(&dir.path("failure.json"), &FailureRecord { schema_version: results::SCHEMA_VERSION, run_key: config.keys.run.clone(), error: msg })?;
                 }
             }
         }
@@ -184,15 +184,6 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     println!("{}", report::render(&runs, &[], &build, report::Format::Terminal)?);
     eprintln!("tables written to {}/results.{{md,csv}}", suite_dir.display());
     Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
-}
-
-/// `id`, or `id (seed N)` for a target with several seeds.
-fn run_label(t: &Target, seed: u64) -> String {
-    if t.train.seeds.len() > 1 {
-        format!("{} (seed {seed})", t.id)
-    } else {
-        t.id.clone()
-    }
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -240,7 +231,7 @@ fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, a
                 }
                 _ => {
                     if r.config != *config {
-                        results::write(&dir.path("config.json"), config)?; // new wording or expected numbers
+                        util::write_json(&dir.path("config.json"), config)?; // new wording or expected numbers
                     }
                     let by = stale.map(|c| format!(" by {c} (another build; --rerun-stale runs it again)")).unwrap_or_default();
                     eprintln!("  {label}: finished earlier{by} with the same configuration; skipping");
@@ -271,7 +262,7 @@ fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, a
     if failure.exists() {
         std::fs::remove_file(&failure).with_context(|| format!("cannot remove {}", failure.display()))?;
     }
-    results::write(&dir.path("config.json"), config)?;
+    util::write_json(&dir.path("config.json"), config)?;
     Ok(true)
 }
 
@@ -354,8 +345,8 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
         onnx_parity_rel_diff: Some(parity.rel_diff),
         finished_at: chrono_now(),
     };
-    results::write(&dir.path("env.json"), &env)?;
-    results::write(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, run_key, metrics })
+    util::write_json(&dir.path("env.json"), &env)?;
+    util::write_json(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, run_key, metrics })
 }
 
 /// The probes' image views for `repro run`: augmented training images and resized test images,

@@ -31,6 +31,17 @@ pub struct Target {
     pub expected: Vec<Expected>,
 }
 
+impl Target {
+    /// `id`, or `id (seed N)` for a target with several seeds: how messages name one run.
+    pub fn run_label(&self, seed: u64) -> String {
+        if self.train.seeds.len() > 1 {
+            format!("{} (seed {seed})", self.id)
+        } else {
+            self.id.clone()
+        }
+    }
+}
+
 /// The SSL method and its hyper-parameters. The YAML `method:` word is the variant name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]

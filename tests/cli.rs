@@ -501,8 +501,15 @@ fn seeds_aggregate_and_the_gate_accounts_for_noise() {
     let sb = Sandbox::new();
     sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
     sb.write("s.yaml", &tiny_suite(1));
+    assert_exit(&sb.repro(&["run", "s.yaml", "--device", "cpu"]), 0);
+    // A second seed: the first run moves into seed-0/ untouched, only seed 1 trains.
+    let first = std::fs::read(sb.path("reports/tiny/cim/metrics.json")).unwrap();
     let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--set", "train.seeds=[0, 1]"]);
     assert_exit(&o, 0);
+    let e = stderr(&o);
+    assert!(e.contains("cim (seed 0): moving its earlier run") && e.contains("cim (seed 0): finished earlier"), "{e}");
+    assert!(e.contains("cim (seed 1) epoch 1/1:") && !e.contains("cim (seed 0) epoch"), "{e}");
+    assert_eq!(std::fs::read(sb.path("reports/tiny/cim/seed-0/metrics.json")).unwrap(), first);
     for seed in [0, 1] {
         assert!(sb.path(&format!("reports/tiny/cim/seed-{seed}/metrics.json")).exists());
     }

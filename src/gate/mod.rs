@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::results::{self, BuildInfo, MetricKind, StoredRun, SuiteRecords};
+use crate::results::{self, BuildInfo, MetricKind, SuiteRecords};
 use crate::verdict::{self, Summary};
 use crate::Outcome;
 
@@ -49,7 +49,7 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
         }
     }
     for r in &current.runs {
-        let label = run_label(r);
+        let label = r.config.target.run_label(r.config.seed);
         if !r.finished() {
             let why = r.failure.as_ref().map_or("no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| f.error.clone());
             out.push(Line::Fail(format!("{label}: failed: {why}")));
@@ -96,14 +96,6 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
     out
 }
 
-fn run_label(r: &StoredRun) -> String {
-    if r.config.target.train.seeds.len() > 1 {
-        format!("{} (seed {})", r.config.target.id, r.config.seed)
-    } else {
-        r.config.target.id.clone()
-    }
-}
-
 pub fn run(dir: &Path, baseline: Option<&Path>, tolerance: f64) -> Result<Outcome> {
     let current = results::load_suite_dir(dir)?;
     let base = baseline.map(results::load_suite_dir).transpose()?;
@@ -130,7 +122,7 @@ pub fn run(dir: &Path, baseline: Option<&Path>, tolerance: f64) -> Result<Outcom
 mod tests {
     use super::*;
     use crate::results::testing::{self, floor_and_method, run, targets};
-    use crate::results::{ProblemKind, RecordProblem};
+    use crate::results::{ProblemKind, RecordProblem, StoredRun};
 
     fn records(runs: Vec<StoredRun>) -> SuiteRecords {
         SuiteRecords { runs, problems: vec![] }

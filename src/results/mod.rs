@@ -21,7 +21,6 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Target;
-use crate::util;
 pub use identity::{BuildInfo, Keys};
 
 /// Version 2: run identity (keys), seeds, metric kinds and protocols. Version 1 records (written
@@ -365,11 +364,6 @@ fn sorted_subdirs(entries: std::fs::ReadDir) -> Vec<PathBuf> {
         .collect();
     paths.sort();
     paths
-}
-
-/// Writes a record atomically (pretty JSON).
-pub fn write<T: Serialize>(path: &Path, record: &T) -> Result<()> {
-    util::write_json(path, record)
 }
 
 /// Runs grouped by target: same target id and same configuration (`keys.config`, all seeds).

@@ -111,9 +111,9 @@ pub fn train(t: &Target, seed: u64, model: &mut Model, data: &TrainData, norm: &
         start_epoch = done;
         logs = read_log(&log_path)?.into_iter().filter(|l| l.epoch <= done).collect();
         if done >= t.train.epochs {
-            eprintln!("  {}: training finished earlier ({done} epochs in its checkpoint)", t.id);
+            eprintln!("  {}: training finished earlier ({done} epochs in its checkpoint)", t.run_label(seed));
         } else {
-            eprintln!("  resuming {} from epoch {done}/{}", t.id, t.train.epochs);
+            eprintln!("  resuming {} from epoch {done}/{}", t.run_label(seed), t.train.epochs);
         }
     }
     for epoch in start_epoch..t.train.epochs {
@@ -157,7 +157,8 @@ pub fn train(t: &Target, seed: u64, model: &mut Model, data: &TrainData, norm: &
         };
         eprintln!(
             "  {} epoch {}/{}: loss {:.4}  lr {:.4}  {:.0} img/s  held-out k-NN {:.2}%",
-            t.id, log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor
+            t.run_label(seed),
+            log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor
         );
         logs.push(log);
         // The log first: a run killed between the two writes resumes from the previous checkpoint
