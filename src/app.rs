@@ -38,8 +38,8 @@ pub fn main(cli: Cli) -> Result<Outcome> {
     }
 }
 
-/// Loads and validates a suite, and checks its datasets against the lock.
-fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<Plan> {
+/// Loads and validates a suite, and checks its datasets against the lock (returned with the plan).
+fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<(Plan, data::lock::Lock)> {
     let overrides = set.iter().map(|s| suite::Override::parse(s)).collect::<Result<Vec<_>>>()?;
     let loaded = suite::load(path, &overrides)?;
     let plan = plan::build(&loaded)?;
@@ -62,20 +62,28 @@ fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<Plan> {
                         t.id, t.dataset
                     ));
                 }
+                for l in t.eval.linears().filter(|l| l.test_resize.is_some_and(|side| side < size)) {
+                    problems.push(format!(
+                        "target {}: {}: test_resize {} is smaller than the {size} px images; the centre crop needs at least the image size (CorInfoMax: int(size·8/7))",
+                        t.id,
+                        l.metric_name(),
+                        l.test_resize.unwrap_or_default()
+                    ));
+                }
             }
         }
     }
     if !problems.is_empty() {
         bail!("{}:\n  {}", path.display(), problems.join("\n  "));
     }
-    Ok(plan)
+    Ok((plan, lockfile))
 }
 
 fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Result<Outcome> {
     let mut errors = Vec::new();
     for s in suites {
         match load_plan(lock, s, set) {
-            Ok(p) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), p.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")),
+            Ok((p, _)) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), p.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")),
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
@@ -100,8 +108,7 @@ pub fn select_device(arg: DeviceArg) -> Result<Device> {
 }
 
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
-    let plan = load_plan(lock, &args.suite, &args.set)?;
-    let lockfile = data::lock::Lock::load(lock)?;
+    let (plan, lockfile) = load_plan(lock, &args.suite, &args.set)?;
     let targets: Vec<&Target> = if args.targets.is_empty() {
         plan.targets.iter().collect()
     } else {

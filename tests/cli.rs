@@ -591,6 +591,10 @@ fn expected_metrics_must_be_produced() {
     assert_exit(&o, 2);
     let e = stderr(&o);
     assert!(e.contains("(cim).expected[0].metric: \"linear_top1@e5_lr0.5\" is not a metric this target produces") && e.contains(&format!("the nearest is \"{LINEAR}\"")), "{e}");
+    // A probe's test resize must be at least the image size (the lock's 28 px here).
+    sb.write("r.yaml", &tiny_suite(1).replace("standardize: true, train_subset: 10000}", "standardize: true, train_subset: 10000, test_resize: 24}"));
+    let e = stderr(&sb.repro(&["validate", "r.yaml"]));
+    assert!(e.contains("test_resize 24 is smaller than the 28 px images"), "{e}");
     // The old single seed is refused with the new spelling.
     sb.write("t.yaml", &tiny_suite(1).replace("seeds: [0]", "seed: 0"));
     let e = stderr(&sb.repro(&["validate", "t.yaml"]));
