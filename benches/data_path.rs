@@ -71,6 +71,16 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(format!("{side}px")), &x, |b, x| b.iter(|| two_views(x, &a, &norm)));
     }
     g.finish();
+    // One core, as `../shared/bench/official_aug_bench.py` times the official (PIL) views.
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let mut g = c.benchmark_group("two_view_augment_batch256_1thread");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(256));
+    let x = Tensor::rand([256, 3, 32, 32], (Kind::Float, Device::Cpu));
+    g.bench_function("32px", |b| b.iter(|| two_views(&x, &a, &norm)));
+    g.finish();
+    tch::set_num_threads(threads);
 
     let mut g = c.benchmark_group("decode_plus_two_views_batch256");
     g.sample_size(10);

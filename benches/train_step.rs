@@ -1,6 +1,9 @@
 //! Training-step benchmarks on CPU: the batched two-view augmentation alone, and one full CorInfoMax
 //! step (two views → ResNet-18 → projector → loss → backward → SGD) at the quick-start size
-//! (batch 256, 1×28×28, width 8, the quick-start views). Run: `cargo bench --bench train_step`.
+//! (batch 256, 1×28×28, width 8, the quick-start views) and at the paper's CIFAR size (batch 128 and
+//! 512, 3×32×32, width 64, projector 2048-2048-64, the CIFAR views), the latter also without the
+//! views (fixed inputs, as `../shared/bench/official_step_bench.py` times the official code).
+//! Run: `cargo bench --bench train_step` (one group: `cargo bench --bench train_step -- paper_batch128`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use repro::data::augment::{random_view, Normalize};
@@ -9,9 +12,9 @@ use repro::plan::{self, Target};
 use repro::train::optim::Optimizer;
 use tch::{Device, Kind, Tensor};
 
-fn target(width: i64) -> Target {
+fn target(width: i64, projector: &str) -> Target {
     let yaml = format!(
-        "id: bench\nmethod: corinfomax\nmethod_params: {{projector: [512, 512, 64], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\ndataset: fashion_mnist\nbackbone: {{arch: resnet18, width: {width}, zero_init_residual: true}}\ndata: {{monitor_holdout: 1, monitor_bank: 1}}\naugment: {{crop_scale: [0.2, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5, interpolation: bicubic, jitter: {{p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1}}, grayscale: {{p: [0.2, 0.2]}}, blur: {{p: [1.0, 0.1], sigma: [0.1, 1.0]}}, solarize: {{p: [0.0, 0.2], threshold: 0.5}}}}\ntrain: {{epochs: 1, batch_size: 256, seeds: [0], lr: 0.3, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 1.0e-4, warmup_epochs: 0, min_lr: 0}}\neval: {{batch_size: 256, knn: {{k: 20, temperature: 0.07, distance: cosine}}, linear: {{epochs: 1, batch_size: 256, lr: 0.1, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.9, weight_decay: 0, standardize: true}}}}\nexport: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
+        "id: bench\nmethod: corinfomax\nmethod_params: {{projector: {projector}, alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}}\ndataset: fashion_mnist\nbackbone: {{arch: resnet18, width: {width}, zero_init_residual: true}}\ndata: {{monitor_holdout: 1, monitor_bank: 1}}\naugment: {{crop_scale: [0.2, 1.0], crop_ratio: [0.75, 1.3333], hflip: 0.5, interpolation: bicubic, jitter: {{p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1}}, grayscale: {{p: [0.2, 0.2]}}, blur: {{p: [1.0, 0.1], sigma: [0.1, 1.0]}}, solarize: {{p: [0.0, 0.2], threshold: 0.5}}}}\ntrain: {{epochs: 1, batch_size: 256, seeds: [0], lr: 0.3, optimizer: {{name: sgd, momentum: 0.9}}, schedule: {{name: warmup_cosine}}, weight_decay: 1.0e-4, warmup_epochs: 0, min_lr: 0}}\neval: {{batch_size: 256, knn: {{k: 20, temperature: 0.07, distance: cosine}}, linear: {{epochs: 1, batch_size: 256, lr: 0.1, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.9, weight_decay: 0, standardize: true}}}}\nexport: {{parity_tolerance: 1.0e-4, parity_images: 1}}\n"
     );
     let spec: repro::suite::TargetSpec = serde_yaml::from_str(&yaml).expect("bench target");
     let suite = repro::suite::LoadedSuite { path: "bench.yaml".into(), name: "bench".into(), version: 1, description: None, targets: vec![spec] };
@@ -20,7 +23,7 @@ fn target(width: i64) -> Target {
 
 fn bench(c: &mut Criterion) {
     tch::manual_seed(0);
-    let t = target(8);
+    let t = target(8, "[512, 512, 64]");
     let norm = Normalize::new(&[0.286], &[0.353], Device::Cpu);
     let x = Tensor::rand([256, 1, 28, 28], (Kind::Float, Device::Cpu));
     let mut g = c.benchmark_group("quickstart_batch256");
@@ -37,6 +40,44 @@ fn bench(c: &mut Criterion) {
             opt.zero_grad();
             out.total.backward();
             opt.step(0.1);
+        })
+    });
+    g.finish();
+    for batch in [128i64, 512] {
+        paper(c, batch);
+    }
+}
+
+/// CorInfoMax at the paper's CIFAR-10 size (README "Commands for original runs": ResNet-18 width 64,
+/// projector 2048-2048-64, lr 0.5), one step of `batch` images.
+fn paper(c: &mut Criterion, batch: i64) {
+    tch::manual_seed(0);
+    let t = target(64, "[2048, 2048, 64]");
+    let norm = Normalize::new(&[0.4914, 0.4822, 0.4465], &[0.247, 0.243, 0.261], Device::Cpu);
+    let x = Tensor::rand([batch, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (f1, f2) = (Tensor::randn([batch, 3, 32, 32], tch::kind::FLOAT_CPU), Tensor::randn([batch, 3, 32, 32], tch::kind::FLOAT_CPU));
+    let mut model = Model::new(&t, 3, 32, Device::Cpu).expect("model");
+    let (f1, f2) = (model.layout(&f1), model.layout(&f2));
+    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4);
+    let mut g = c.benchmark_group(format!("paper_batch{batch}"));
+    g.throughput(Throughput::Elements(batch as u64));
+    g.sample_size(10);
+    g.bench_function("corinfomax_step_w64_fixed_inputs", |b| {
+        b.iter(|| {
+            let out = model.loss(&f1, &f2).expect("loss");
+            opt.zero_grad();
+            out.total.backward();
+            opt.step(0.5);
+        })
+    });
+    g.bench_function("corinfomax_step_w64_with_views", |b| {
+        b.iter(|| {
+            let v1 = model.layout(&norm.apply(&random_view(&x, &t.augment, 0)));
+            let v2 = model.layout(&norm.apply(&random_view(&x, &t.augment, 1)));
+            let out = model.loss(&v1, &v2).expect("loss");
+            opt.zero_grad();
+            out.total.backward();
+            opt.step(0.5);
         })
     });
     g.finish();

@@ -11,11 +11,11 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Device;
 
-use crate::cli::{Cli, Command, DeviceArg, DistanceArg, EvalArgs, LossArgs, RunArgs, ScheduleArg};
+use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, LossArgs, RunArgs, ScheduleArg};
 use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
 use crate::plan::{self, Plan, Target};
 use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureRecord, Keys, Metric, MetricKind, MetricsRecord, RunDir};
-use crate::{eval, export, gate, methods, report, suite, train, util, Outcome};
+use crate::{eval, export, gate, machine, methods, report, suite, train, util, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
     match cli.command {
@@ -35,7 +35,56 @@ pub fn main(cli: Cli) -> Result<Outcome> {
         }
         Command::Gate { dir, baseline, tolerance } => gate::run(&dir, baseline.as_deref(), tolerance),
         Command::Loss(args) => loss(&args),
+        Command::Env { json } => env_command(json),
+        Command::Bench(args) => bench(&cli.lock, &args),
     }
+}
+
+/// `repro bench`: one target's stages timed on this machine (`bench`).
+fn bench(lock: &Path, a: &BenchArgs) -> Result<Outcome> {
+    let (plan, lockfile) = load_plan(lock, &a.suite, &a.set)?;
+    let ids: Vec<&str> = plan.targets.iter().map(|t| t.id.as_str()).collect();
+    let t = match &a.target {
+        Some(id) => plan.targets.iter().find(|t| &t.id == id).with_context(|| format!("--target {id:?}: no such target in {} (targets: {})", a.suite.display(), ids.join(", ")))?,
+        None if plan.targets.len() == 1 => &plan.targets[0],
+        None => bail!("{} has {} targets; name one with --target (targets: {})", a.suite.display(), ids.len(), ids.join(", ")),
+    };
+    let (device, note) = machine::select_device(a.device)?;
+    eval::session::allow_cuda(device.is_cuda());
+    if let Some(why) = &note {
+        eprintln!("benchmarking on the CPU ({why})");
+    }
+    let info = lockfile.info(&t.dataset)?;
+    let opts = crate::bench::BenchOptions { steps: a.steps, embed_images: a.embed_images, knn_bank: a.knn_bank, knn_queries: a.knn_queries, peak_tflops: a.peak_tflops, trace_steps: a.trace_steps };
+    let r = crate::bench::bench_target(t, &info, device, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{}", crate::bench::render(&r));
+    }
+    Ok(Outcome::Success)
+}
+
+/// `repro env`: the build, libtorch and CUDA (or why not), ONNX Runtime and its providers, threads
+/// and CPU, as every env.json records them.
+fn env_command(json: bool) -> Result<Outcome> {
+    let m = machine::record();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(Outcome::Success);
+    }
+    let build = BuildInfo { version: m.repro_version.clone(), git_commit: m.git_commit.clone(), git_dirty: m.git_dirty };
+    println!("repro        {} ({})", m.repro_version, build.label());
+    println!("libtorch     {} from {}", m.libtorch_version.as_deref().unwrap_or("?"), m.libtorch_dir.as_deref().unwrap_or("?"));
+    match &m.cuda_absent {
+        None => println!("CUDA         available: {} device(s) ({}), cuDNN {}", m.cuda_devices, m.gpu.as_deref().unwrap_or("name unknown"), if m.cudnn { "yes" } else { "no" }),
+        Some(why) => println!("CUDA         absent: {why}"),
+    }
+    println!("ONNX Runtime {} at {}", m.onnxruntime_version.as_deref().unwrap_or("not loaded"), eval::session::library_path().unwrap_or_default());
+    println!("providers    {}", m.onnxruntime_providers.join(", "));
+    println!("threads      {} (libtorch intra-op)", m.threads);
+    println!("CPU          {}", m.cpu);
+    Ok(Outcome::Success)
 }
 
 /// Loads and validates a suite, and checks its datasets against the lock (returned with the plan).
@@ -93,20 +142,6 @@ fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Resul
     Ok(Outcome::Success)
 }
 
-/// Registers libtorch's CUDA backend when its library loads (see toolchain.md), then picks the device.
-pub fn select_device(arg: DeviceArg) -> Result<Device> {
-    // SAFETY: loading libtorch_cuda only runs its static initialisers, which register CUDA kernels.
-    if let Ok(lib) = unsafe { libloading::Library::new("libtorch_cuda.so") } {
-        std::mem::forget(lib);
-    }
-    match arg {
-        DeviceArg::Cpu => Ok(Device::Cpu),
-        DeviceArg::Auto => Ok(Device::cuda_if_available()),
-        DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceArg::Cuda => bail!("--device cuda: libtorch sees no CUDA device (is the full CUDA torch installed and a GPU visible?); use --device auto or cpu"),
-    }
-}
-
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let (plan, lockfile) = load_plan(lock, &args.suite, &args.set)?;
     let targets: Vec<&Target> = if args.targets.is_empty() {
@@ -120,10 +155,15 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         }
         plan.targets.iter().filter(|t| args.targets.contains(&t.id)).collect()
     };
-    let device = select_device(args.device)?;
+    let (device, device_note) = machine::select_device(args.device)?;
+    eval::session::allow_cuda(device.is_cuda());
     let build = BuildInfo::current();
     let n_runs: usize = targets.iter().map(|t| t.train.seeds.len()).sum();
-    eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs) on {device:?}", build.version, build.label(), plan.suite, targets.len());
+    let on = match &device_note {
+        Some(why) => format!("the CPU ({why})"),
+        None => format!("{device:?}"),
+    };
+    eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs), training on {on}", build.version, build.label(), plan.suite, targets.len());
 
     // Data problems are infrastructure errors (exit 2): resolve every dataset before training.
     let mut datasets: BTreeMap<String, Splits> = BTreeMap::new();
@@ -166,7 +206,8 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             wanted.push(config.keys.run.clone());
             let dir = RunDir::new(&args.out, &plan.suite, t, seed);
             let label = t.run_label(seed);
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, device, args, &build)))
+            let at = Placement { device, note: device_note.clone() };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, &at, args, &build)))
                 .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
             if let Err(e) = result {
                 failed += 1;
@@ -273,13 +314,21 @@ fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, a
     Ok(true)
 }
 
+/// Where runs train: the device, and why not CUDA when `--device auto` fell back to the CPU.
+struct Placement {
+    device: Device,
+    note: Option<String>,
+}
+
 /// Runs one target at one seed to a finished record (or resumes / skips it).
 #[allow(clippy::too_many_arguments)]
-fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, suite_dir: &Path, device: Device, args: &RunArgs, build: &BuildInfo) -> Result<()> {
+fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, suite_dir: &Path, at: &Placement, args: &RunArgs, build: &BuildInfo) -> Result<()> {
     if !prepare(config, label, dir, suite_dir, args, build)? {
         return Ok(());
     }
-    let (t, seed) = (&config.target, config.seed);
+    let (t, seed, device) = (&config.target, config.seed, at.device);
+    machine::set_deterministic(t.train.deterministic)?;
+    let precision = train::Precision::of(t, device);
     let started = Instant::now();
     let info = &splits.info;
     tch::manual_seed(util::derive_seed(seed, "init") as i64);
@@ -288,7 +337,7 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
     eprintln!("  {label}: {} on {} at {} px ({})", t.method.name(), t.dataset, info.image_size, t.backbone.label());
     let outcome = if t.method.trains() {
         let data = train::TrainData::new(t, seed, splits, device)?;
-        Some(train::train(t, seed, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
+        Some(train::train(t, seed, precision, &mut model, &data, &norm, &dir.0, info.classes as i64)?)
     } else {
         None
     };
@@ -306,9 +355,11 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
     // Evaluation through ONNX Runtime only (the probes' views are made here, on `device`).
     let eval_started = Instant::now();
     let mut enc = eval::session::Encoder::from_file(&onnx_path, true)?;
+    let enc_provider = enc.provider;
     let pre = eval::Preprocess { mean: info.mean.clone(), std: info.std.clone() };
-    let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, t.eval.batch_size)?;
-    let mut views = Views { enc: &mut enc, splits, pre: &pre, batch: t.eval.batch_size, device };
+    let embed_batch = enc.batch_for(t.eval.batch_size);
+    let emb = eval::embed_splits(&mut enc, &splits.train, &splits.test, &pre, embed_batch)?;
+    let mut views = Views { enc: &mut enc, splits, pre: &pre, batch: embed_batch, device };
     let ev = eval::evaluate(&emb, &splits.train, &splits.test, info.classes, &t.eval, seed, &mut views)?;
     let eval_s = eval_started.elapsed().as_secs_f64();
     let probes: Vec<String> = ev.linear.iter().map(|p| format!("{:.2}%", p.outcome.test_top1)).collect();
@@ -335,15 +386,13 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
     let env = EnvRecord {
         schema_version: results::SCHEMA_VERSION,
         run_key: run_key.clone(),
-        repro_version: build.version.clone(),
-        git_commit: build.git_commit.clone(),
-        git_dirty: build.git_dirty,
-        libtorch_version: Some(crate::TORCH_VERSION.into()),
-        onnxruntime_version: eval::session::runtime_version(),
+        machine: machine::record(),
         device: format!("{device:?}"),
-        cpu: util::cpu_description(),
+        device_note: at.note.clone(),
+        precision: precision.label().into(),
+        deterministic: t.train.deterministic,
+        eval_provider: enc_provider.into(),
         seed,
-        threads: tch::get_num_threads(),
         train_s: outcome.as_ref().map_or(0.0, |o| o.train_s),
         eval_s,
         wall_s: started.elapsed().as_secs_f64(),

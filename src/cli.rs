@@ -84,6 +84,15 @@ pub enum Command {
     },
     /// Evaluate one method's objective on given embeddings and print it as JSON.
     Loss(LossArgs),
+    /// Time one suite target on this machine, stage by stage, on synthetic data of its shapes:
+    /// training views, training steps (and MFU on a GPU), ONNX Runtime embedding, k-NN.
+    Bench(BenchArgs),
+    /// Print the build, libtorch and whether CUDA is usable (and why not), ONNX Runtime and its
+    /// execution providers, threads and CPU features: what every env.json records.
+    Env {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +118,41 @@ pub struct RunArgs {
     /// OUT/<suite>/.superseded/ and run it (without this flag such a run is refused and left alone).
     #[arg(long)]
     pub move_aside: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    pub suite: PathBuf,
+    /// The target to time (needed when the suite has more than one).
+    #[arg(long = "target", value_name = "ID")]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Override a suite key (see `repro run --help`), e.g. `train.batch_size=512`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Measured training steps (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Images embedded through ONNX Runtime.
+    #[arg(long, default_value_t = 4096)]
+    pub embed_images: usize,
+    /// k-NN bank rows (CIFAR's training split by default).
+    #[arg(long, default_value_t = 50_000)]
+    pub knn_bank: usize,
+    /// k-NN query rows (CIFAR's test split by default).
+    #[arg(long, default_value_t = 10_000)]
+    pub knn_queries: usize,
+    /// The chip's dense peak in TFLOP/s for the MFU (default: from the GPU's name; none on CPU).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Also train this many steps on the CPU and on the device from the same weights and views,
+    /// and print both losses (fp32, deterministic algorithms).
+    #[arg(long, default_value_t = 0)]
+    pub trace_steps: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

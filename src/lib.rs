@@ -3,12 +3,14 @@
 //! `app` is the one orchestrator; `cli` the argument structs. See ../shared/ARCHITECTURE.md.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod export;
 pub mod gate;
 pub mod losses;
+pub mod machine;
 pub mod methods;
 pub mod nn;
 pub mod plan;

@@ -346,6 +346,28 @@ pub struct Train {
     pub weight_decay: f64,
     pub warmup_epochs: f64,
     pub min_lr: f64,
+    /// Deterministic algorithms and no cuDNN benchmark mode (slower on a GPU; repeatable there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
+    /// `auto`: bf16 autocast for the network on CUDA (losses keep their float64), fp32 on the CPU;
+    /// `fp32`: fp32 everywhere.
+    #[serde(default, skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
+}
+
+/// Training precision (`train.precision`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Auto,
+    Fp32,
+}
+
+impl Precision {
+    fn is_auto(&self) -> bool {
+        *self == Precision::Auto
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -739,6 +761,15 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         weight_decay: p.req(t.weight_decay, &at("train.weight_decay"), 0.0),
         warmup_epochs: p.req(t.warmup_epochs, &at("train.warmup_epochs"), 0.0),
         min_lr: p.req(t.min_lr, &at("train.min_lr"), 0.0),
+        deterministic: t.deterministic.unwrap_or(false),
+        precision: match t.precision.as_deref() {
+            None | Some("auto") => Precision::Auto,
+            Some("fp32") => Precision::Fp32,
+            Some(other) => {
+                p.push(&at("train.precision"), format!("unknown precision {other:?}; expected auto (bf16 autocast on CUDA) or fp32"));
+                Precision::Auto
+            }
+        },
     };
     if method.trains() {
         p.at_least(train.epochs, 1, &at("train.epochs"));

@@ -600,3 +600,41 @@ fn expected_metrics_must_be_produced() {
     let e = stderr(&sb.repro(&["validate", "t.yaml"]));
     assert!(e.contains("train.seed: replaced by train.seeds"), "{e}");
 }
+
+/// `repro env` says what the machine offers (here: CUDA absent, with the reason); `repro bench`
+/// times a shipped target on synthetic data, counts the backbone's multiply-accumulates, and trains
+/// the same first steps on the CPU twice (the device is the CPU here) to the same losses.
+#[test]
+fn env_and_bench_describe_this_machine() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = root.join("datasets.lock").display().to_string();
+    let quickstart = root.join("suites/quickstart.yaml").display().to_string();
+    let sb = Sandbox::new();
+    let o = sb.repro(&["env", "--json"]);
+    assert_exit(&o, 0);
+    let env: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(env["threads"].as_i64().unwrap() >= 1, "{env}");
+    if env["cuda_devices"].as_i64() == Some(0) {
+        assert!(env["cuda_absent"].as_str().is_some_and(|why| why.contains("libtorch")), "{env}");
+    }
+
+    let args = ["--lock", &lock, "bench", &quickstart, "--device", "cpu", "--steps", "2", "--embed-images", "300", "--knn-bank", "2000", "--knn-queries", "300"];
+    let mut with_trace = args.to_vec();
+    with_trace.extend(["--target", "corinfomax", "--trace-steps", "2", "--peak-tflops", "1", "--json"]);
+    let o = sb.repro(&with_trace);
+    assert_exit(&o, 0);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // ResNet-18 width 8 on 1×28×28 (formula in nn::resnet's test): 7,171,200 MACs.
+    assert!((r["backbone_gmacs_per_image"].as_f64().unwrap() - 0.0071712).abs() < 1e-12, "{r}");
+    for key in ["views_images_per_s", "train_images_per_s", "embed_images_per_s", "knn_s", "mfu"] {
+        assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {r}");
+    }
+    let trace = &r["loss_trace"];
+    assert_eq!(trace["cpu"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(trace["cpu"], trace["on_device"], "the same steps on the same device give the same losses: {r}");
+
+    // A suite of several targets needs --target; the message lists them.
+    let o = sb.repro(&args);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--target") && stderr(&o).contains("random_init"), "{}", stderr(&o));
+}

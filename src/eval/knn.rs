@@ -15,8 +15,8 @@
 //! all train rows vote (solo-learn: `k = min(k, N)`).
 //!
 //! Cost: test rows go in chunks; a chunk's scores against all train rows come from one
-//! matrix product (`Euclidean` ranks by x·y - |y|²/2), then an O(N) partial selection
-//! picks the k best; the chosen neighbours' similarities / distances are recomputed
+//! matrix product (`Euclidean` ranks by x·y - |y|²/2), then one O(N) pass over the scores
+//! keeps the k best; the chosen neighbours' similarities / distances are recomputed
 //! exactly in f64 for the weights. Memory per worker is at most ~2^24 scores; test
 //! chunks are spread over `std::thread::available_parallelism()` scoped threads.
 
@@ -37,6 +37,17 @@ pub struct KnnParams {
     pub k: usize,
     pub temperature: f32,
     pub distance: Distance,
+}
+
+impl KnnParams {
+    /// A suite's k-NN protocol.
+    pub fn of(k: &crate::plan::Knn) -> Self {
+        let distance = match k.distance {
+            crate::plan::Distance::Cosine => Distance::Cosine,
+            crate::plan::Distance::Euclidean => Distance::Euclidean,
+        };
+        Self { k: k.k, temperature: k.temperature as f32, distance }
+    }
 }
 
 /// solo-learn's epsilon in `1 / (d + eps)` for the Euclidean vote.
@@ -81,14 +92,14 @@ pub fn knn_predict(
     let (tr, te, bias) = match p.distance {
         Distance::Cosine => {
             normalised = (l2_normalised(train), l2_normalised(test));
-            (normalised.0.view(), normalised.1.view(), Array1::zeros(train.nrows()))
+            (normalised.0.view(), normalised.1.view(), None)
         }
         Distance::Euclidean => {
             let half_sq = train.rows().into_iter().map(|r| -0.5 * sq_norm(r) as f32).collect();
-            (train, test, half_sq)
+            (train, test, Some(half_sq))
         }
     };
-    let job = Job { tr, bias: bias.view(), labels: train_labels, k: p.k.min(tr.nrows()), n_classes, p };
+    let job = Job { tr, bias: bias.as_ref().map(|b: &Array1<f32>| b.view()), labels: train_labels, k: p.k.min(tr.nrows()), n_classes, p };
 
     let chunk = (MAX_SCORES / tr.nrows()).clamp(1, MAX_CHUNK_ROWS);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -110,10 +121,10 @@ pub fn knn_predict(
     })
 }
 
-/// Everything a worker needs; `bias` is added to each dot-product row before ranking.
+/// Everything a worker needs; `bias` (Euclidean) is added to each dot-product row before ranking.
 struct Job<'a> {
     tr: ArrayView2<'a, f32>,
-    bias: ArrayView1<'a, f32>,
+    bias: Option<ArrayView1<'a, f32>>,
     labels: &'a [u32],
     k: usize,
     n_classes: usize,
@@ -123,24 +134,26 @@ struct Job<'a> {
 impl Job<'_> {
     fn predict(&self, test: ArrayView2<f32>, chunk: usize) -> Result<Vec<u32>> {
         let n = self.tr.nrows();
-        let mut idx: Vec<usize> = Vec::with_capacity(n);
+        let mut best: Vec<(f32, usize)> = Vec::with_capacity(self.k + 1);
         let mut nbr = Vec::with_capacity(self.k);
         let mut votes = vec![0f64; self.n_classes];
         let mut out = Vec::with_capacity(test.nrows());
         let mut buf = Array2::<f32>::zeros((chunk.min(test.nrows()), n));
         for block in test.axis_chunks_iter(Axis(0), chunk) {
             let mut scores = buf.slice_mut(s![..block.nrows(), ..]);
-            scores.assign(&self.bias);
-            general_mat_mul(1.0, &block, &self.tr.t(), 1.0, &mut scores);
+            let beta = match &self.bias {
+                Some(b) => {
+                    scores.assign(b);
+                    1.0
+                }
+                None => 0.0,
+            };
+            general_mat_mul(1.0, &block, &self.tr.t(), beta, &mut scores);
             let flat = scores.as_slice().context("k-NN: internal error, score matrix not contiguous")?;
             for (q, s) in block.rows().into_iter().zip(flat.chunks_exact(n)) {
-                idx.clear();
-                idx.extend(0..n);
-                if self.k < n {
-                    idx.select_nth_unstable_by(self.k - 1, |&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-                }
+                top_k(s, self.k, &mut best);
                 nbr.clear();
-                nbr.extend(idx[..self.k].iter().map(|&j| (j, self.exact_score(q, j))));
+                nbr.extend(best.iter().map(|&(_, j)| (j, self.exact_score(q, j))));
                 votes.fill(0.0);
                 match self.p.distance {
                     Distance::Cosine => {
@@ -169,6 +182,27 @@ impl Job<'_> {
         match self.p.distance {
             Distance::Cosine => pairs.map(|(a, b)| a * b).sum(),
             Distance::Euclidean => pairs.map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt(),
+        }
+    }
+}
+
+/// The `k` largest scores of `s` with their indices, best first; equal scores in index order (so a
+/// tie at the k-th place goes to the earlier row). One pass: a score enters only when it beats the
+/// current k-th, which after the first few thousand rows is rare (about k·ln(n/k) entries in all).
+fn top_k(s: &[f32], k: usize, best: &mut Vec<(f32, usize)>) {
+    use std::cmp::Ordering::Greater;
+    let k = k.min(s.len());
+    best.clear();
+    best.extend(s[..k].iter().copied().zip(0..k));
+    best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let Some(&(mut worst, _)) = best.last() else { return };
+    for (j, &v) in s.iter().enumerate().skip(k) {
+        // `>=` first (cheap, vectorises); total_cmp then orders -0.0 below +0.0 as the sort does.
+        if v >= worst && v.total_cmp(&worst) == Greater {
+            let at = best.partition_point(|&(w, _)| w.total_cmp(&v) != std::cmp::Ordering::Less);
+            best.insert(at, (v, j));
+            best.pop();
+            worst = best[k - 1].0;
         }
     }
 }
@@ -343,6 +377,29 @@ mod tests {
             let all = knn_predict(tr.view(), &lab, te.view(), 3, &p).unwrap();
             let half = knn_predict(tr.view(), &lab, te.slice(s![350.., ..]), 3, &p).unwrap();
             assert_eq!(&all[350..], &half[..]);
+        }
+    }
+
+    #[test]
+    fn one_pass_top_k_equals_a_full_sort_with_ties() {
+        // Scores from a few values so ties at the k-th place are common; a full sort by (score desc,
+        // index asc) is the reference.
+        let mut x = 12345u64;
+        let mut best = Vec::new();
+        for n in [1usize, 5, 20, 21, 300] {
+            let s: Vec<f32> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((x >> 33) % 7) as f32 - 3.0
+                })
+                .collect();
+            for k in [1usize, 3, 20, 400] {
+                let mut want: Vec<(f32, usize)> = s.iter().copied().zip(0..).collect();
+                want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                want.truncate(k);
+                top_k(&s, k, &mut best);
+                assert_eq!(best, want, "n {n}, k {k}");
+            }
         }
     }
 

@@ -155,14 +155,7 @@ pub struct EvalOutcome {
 /// differ only by it (and a protocol's result does not depend on its position in the list).
 pub fn evaluate(emb: &Embeddings, train: &ImageSet, test: &ImageSet, classes: usize, eval: &plan::Eval, seed: u64, views: &mut dyn ProbeViews) -> Result<EvalOutcome> {
     let t0 = Instant::now();
-    let kp = knn::KnnParams {
-        k: eval.knn.k,
-        temperature: eval.knn.temperature as f32,
-        distance: match eval.knn.distance {
-            plan::Distance::Cosine => knn::Distance::Cosine,
-            plan::Distance::Euclidean => knn::Distance::Euclidean,
-        },
-    };
+    let kp = knn::KnnParams::of(&eval.knn);
     let n_bank = eval.knn.bank_subset.unwrap_or(train.n).min(train.n);
     let knn_top1 = knn::knn_top1(emb.train.slice(ndarray::s![..n_bank, ..]), &train.labels[..n_bank], emb.test.view(), &test.labels, classes, &kp)?;
     let knn_s = t0.elapsed().as_secs_f64();

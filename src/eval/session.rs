@@ -42,6 +42,35 @@ pub fn runtime_version() -> Option<String> {
     Some(format!("{version} ({})", ort::info()))
 }
 
+/// The execution providers the loaded ONNX Runtime library was built with (for env.json): the CPU
+/// one always, CUDA with the `onnxruntime-gpu` library.
+pub fn providers() -> Vec<String> {
+    if environment().is_err() {
+        return Vec::new();
+    }
+    let mut out = vec!["CPUExecutionProvider".to_owned()];
+    if cuda_provider_built() {
+        out.push("CUDAExecutionProvider".to_owned());
+    }
+    out
+}
+
+fn cuda_provider_built() -> bool {
+    use ort::ep::ExecutionProvider;
+    ort::ep::CUDA::is_available().unwrap_or(false)
+}
+
+/// Whether sessions may try the CUDA provider: set by the caller that knows a GPU is usable (this
+/// module does not link libtorch to find out). With it and a library that has the provider, the
+/// CUDA provider is tried; a failure to start it falls back to the CPU, said once.
+static TRY_CUDA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PROVIDER_NOTE: OnceLock<()> = OnceLock::new();
+
+/// Lets later sessions use ONNX Runtime's CUDA execution provider when the library has it.
+pub fn allow_cuda(gpu_usable: bool) {
+    TRY_CUDA.store(gpu_usable, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An encoder session: one float32 image input [N, C, H, W], one float32 output.
 pub struct Encoder {
     session: Session,
@@ -51,6 +80,8 @@ pub struct Encoder {
     pub input_dims: Vec<i64>,
     /// `metadata_props` of the model.
     pub metadata: BTreeMap<String, String>,
+    /// `CUDAExecutionProvider` or `CPUExecutionProvider`.
+    pub provider: &'static str,
 }
 
 impl Encoder {
@@ -62,12 +93,24 @@ impl Encoder {
     pub fn from_bytes(bytes: &[u8], optimize: bool) -> Result<Self> {
         let env = environment()?;
         let level = if optimize { GraphOptimizationLevel::Level3 } else { GraphOptimizationLevel::Disable };
-        let session = Session::builder(env)
-            .map_err(|e| anyhow!("ONNX Runtime: {e}"))?
-            .with_optimization_level(level)
-            .map_err(|e| anyhow!("ONNX Runtime: {e}"))?
-            .commit_from_memory(bytes)
-            .map_err(|e| anyhow!("ONNX Runtime cannot load the model: {e}"))?;
+        let builder = || -> Result<ort::session::builder::SessionBuilder> {
+            Session::builder(env).map_err(|e| anyhow!("ONNX Runtime: {e}"))?.with_optimization_level(level).map_err(|e| anyhow!("ONNX Runtime: {e}"))
+        };
+        let mut provider = "CPUExecutionProvider";
+        let mut b = builder()?;
+        if TRY_CUDA.load(std::sync::atomic::Ordering::Relaxed) && cuda_provider_built() {
+            match b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]) {
+                Ok(with_cuda) => {
+                    b = with_cuda;
+                    provider = "CUDAExecutionProvider";
+                }
+                Err(e) => {
+                    PROVIDER_NOTE.get_or_init(|| eprintln!("ONNX Runtime's CUDA execution provider did not start ({e}); evaluating on the CPU"));
+                    b = builder()?;
+                }
+            }
+        }
+        let session = b.commit_from_memory(bytes).map_err(|e| anyhow!("ONNX Runtime cannot load the model: {e}"))?;
         if session.inputs().len() != 1 {
             let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
             bail!("expected an encoder with exactly one input, found {} ({})", names.len(), names.join(", "));
@@ -90,7 +133,18 @@ impl Encoder {
                 }
             }
         }
-        Ok(Self { session, input, output, input_dims, metadata })
+        Ok(Self { session, input, output, input_dims, metadata, provider })
+    }
+
+    /// The images per call for a protocol that asks for `asked`: on the CUDA provider at least 1,024
+    /// (a GPU is idle on small batches; BatchNorm runs on its running statistics, so the embeddings
+    /// do not depend on the batch), else as asked.
+    pub fn batch_for(&self, asked: usize) -> usize {
+        if self.provider == "CUDAExecutionProvider" {
+            asked.max(1024)
+        } else {
+            asked
+        }
     }
 
     /// Runs one batch; returns [N, D] (trailing dims flattened).

@@ -197,7 +197,7 @@ mod tests {
     fn stale_records_are_flagged_and_bad_folders_fail() {
         let build = testing::build();
         let mut runs = floor_and_method(&[(0, 60.0, 85.0)]);
-        runs[1].env.as_mut().unwrap().git_commit = Some("0123456789".into());
+        runs[1].env.as_mut().unwrap().machine.git_commit = Some("0123456789".into());
         let mut rec = records(runs);
         rec.problems.push(RecordProblem { path: "/r/t/x".into(), kind: ProblemKind::Older, message: "config.json has schema version 1".into() });
         let l = verdicts(&rec, None, 1.0, &build);

@@ -35,6 +35,11 @@ impl Ema {
         self.vs.root() / "method"
     }
 
+    /// The channels-last layout for the target's convolution weights, as the online model's.
+    pub fn channels_last(&self) {
+        crate::nn::channels_last(&self.vs);
+    }
+
     /// Pairs every target variable with its online namesake and copies the online weights in (the
     /// start of training, as the references).
     pub fn init(&mut self, online: &nn::VarStore) -> Result<()> {

@@ -48,6 +48,8 @@ pub struct Model {
     pub vs: nn::VarStore,
     pub encoder: Encoder,
     objective: Objective,
+    /// Weights in the channels-last layout; inputs should be too (`nn::trains_channels_last`).
+    pub channels_last: bool,
 }
 
 impl Model {
@@ -74,11 +76,27 @@ impl Model {
             }
             Method::RandomInit => Objective::None,
         };
-        let mut model = Self { vs, encoder, objective };
+        let channels_last = crate::nn::trains_channels_last(&t.backbone, device);
+        let mut model = Self { vs, encoder, objective, channels_last };
+        if channels_last {
+            crate::nn::channels_last(&model.vs);
+        }
         if let Some(target) = model.objective.ema_mut() {
+            if channels_last {
+                target.channels_last();
+            }
             target.init(&model.vs)?;
         }
         Ok(model)
+    }
+
+    /// `x` in the layout the model's weights have.
+    pub fn layout(&self, x: &Tensor) -> Tensor {
+        if self.channels_last {
+            crate::nn::to_channels_last(x)
+        } else {
+            x.shallow_clone()
+        }
     }
 
     /// After each optimizer step (`step` of `total`, 0-based): the methods' own updates (EMA targets).

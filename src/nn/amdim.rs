@@ -57,7 +57,7 @@ impl Stem {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         let x = if self.pad > 0 { x.pad([self.pad; 4], "reflect", None::<f64>) } else { x.shallow_clone() };
-        x.apply(&self.conv).relu()
+        super::conv(&x, &self.conv).relu()
     }
 
     fn emit(&self, g: &mut GraphBuilder, x: &str) -> Result<String> {
@@ -101,11 +101,11 @@ impl Unit {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.apply(&self.conv1);
+        let mut h = super::conv(x, &self.conv1);
         if let Some(bn) = &self.bn1 {
             h = h.apply_t(bn, train);
         }
-        let h = h.relu().apply(&self.conv2);
+        let h = super::conv(&h.relu(), &self.conv2);
         let mut s = if self.k == 1 && self.stride == 1 {
             x.shallow_clone()
         } else {

@@ -54,7 +54,7 @@ impl ModuleT for Mlp {
                 y = y.apply_t(bn, train);
             }
             if i + 1 < self.layers.len() {
-                y = y.relu();
+                y = y.relu_(); // a Linear's or BatchNorm's backward needs its input, not its output
             }
         }
         y

@@ -24,6 +24,64 @@ pub fn torch_default(fan_in: i64) -> tnn::Init {
     tnn::Init::Uniform { lo: -b, up: b }
 }
 
+/// The same values in the channels-last layout (NHWC strides, NCHW shape; PyTorch's
+/// `memory_format=torch.channels_last`), on which cuDNN's and oneDNN's convolutions run faster.
+/// Not 4-D: as is.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    if x.dim() == 4 {
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        x.shallow_clone()
+    }
+}
+
+/// Whether a backbone trains in the channels-last layout on `device`: always on CUDA; on the CPU
+/// only when its narrowest layer has at least 16 channels. libtorch 2.11's oneDNN convolutions
+/// corrupt the heap (segfault or abort) in channels-last training with 4, 8 or 12 channels at 64 px
+/// and more; 16 and more train (reproduced in plain PyTorch 2.11 on this project's CI CPU; README
+/// "Speed").
+pub fn trains_channels_last(b: &Backbone, device: tch::Device) -> bool {
+    device.is_cuda() || b.width() >= 16
+}
+
+/// Gives every 4-D variable of `vs` (the convolution weights) the channels-last layout in place.
+pub fn channels_last(vs: &tnn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let data = to_channels_last(&v);
+                v.set_data(&data);
+            }
+        }
+    })
+}
+
+thread_local! {
+    /// Multiply-accumulates counted by [`conv`] while [`count_macs`] runs (None: not counting).
+    static MACS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// `x` through the convolution `c`. Every backbone's convolutions go through here, so that
+/// [`count_macs`] counts them.
+pub fn conv(x: &Tensor, c: &tnn::Conv2D) -> Tensor {
+    let y = x.apply(c);
+    MACS.with(|m| {
+        if let Some(n) = m.get() {
+            let per_output: i64 = c.ws.size()[1..].iter().product(); // C_in/groups · kH · kW
+            m.set(Some(n + y.numel() as u64 * per_output as u64));
+        }
+    });
+    y
+}
+
+/// The multiply-accumulates of the convolutions `f` runs (the usual model-FLOP convention: fvcore,
+/// thop; normalisation, activations and pooling not counted).
+pub fn count_macs(f: impl FnOnce()) -> u64 {
+    MACS.with(|m| m.set(Some(0)));
+    f();
+    MACS.with(|m| m.take()).unwrap_or(0)
+}
+
 /// A nested path from a dotted name (tch's `Path::sub` refuses dots), e.g. `layer1.0.conv1`.
 pub fn sub<'a>(root: &tnn::Path<'a>, dotted: &str) -> tnn::Path<'a> {
     dotted.split('.').fold(root.clone(), |p, part| p.sub(part))
@@ -77,6 +135,15 @@ impl Encoder {
     }
 
     /// Feature dimension D of the output.
+    /// Multiply-accumulates of one forward pass of one `in_channels` × `image_size`² image, counted on
+    /// a real forward pass on `device` (the encoder's).
+    pub fn macs_per_image(&self, in_channels: i64, image_size: i64, device: tch::Device) -> u64 {
+        let x = Tensor::zeros([1, in_channels, image_size, image_size], (tch::Kind::Float, device));
+        count_macs(|| {
+            let _ = tch::no_grad(|| self.forward_t(&x, false));
+        })
+    }
+
     pub fn out_dim(&self) -> i64 {
         match self {
             Encoder::Resnet18(n) => n.out_dim(),

@@ -59,7 +59,7 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv).apply_t(&self.bn, train)
+        super::conv(x, &self.conv).apply_t(&self.bn, train)
     }
 
     fn emit(&self, g: &mut GraphBuilder, prefix: &str, x: &str) -> Result<String> {
@@ -90,13 +90,15 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.conv1.forward_t(x, train).relu();
-        let y = self.conv2.forward_t(&y, train);
-        let shortcut = match &self.downsample {
-            Some(d) => d.forward_t(x, train),
-            None => x.shallow_clone(),
+        // In place as torchvision's `ReLU(inplace=True)` and `out += identity`: BatchNorm's backward
+        // needs its input, not its output, so its output can be overwritten.
+        let y = self.conv1.forward_t(x, train).relu_();
+        let mut y = self.conv2.forward_t(&y, train);
+        match &self.downsample {
+            Some(d) => y += d.forward_t(x, train),
+            None => y += x,
         };
-        (y + shortcut).relu()
+        y.relu_()
     }
 
     fn emit(&self, g: &mut GraphBuilder, x: &str) -> Result<String> {
@@ -158,7 +160,7 @@ impl ModuleT for ResNet18 {
     /// # Shapes
     /// `xs`: [N, C, H, W] normalised images → [N, 8W].
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut y = self.stem.forward_t(xs, train).relu(); // [N, W, H, W]
+        let mut y = self.stem.forward_t(xs, train).relu_(); // [N, W, H, W]
         for b in &self.blocks {
             y = b.forward_t(&y, train);
         }
@@ -183,6 +185,25 @@ mod tests {
         }
         // zero_init_residual: the last BN of each block starts at 0.
         assert_eq!(f64::try_from(names["layer1.0.bn2.weight"].abs().sum(tch::Kind::Float)).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn counts_the_cifar_resnet18_multiply_accumulates() {
+        // Golden: Σ over the 20 convolutions of H_out·W_out·C_out·C_in·k², summed by hand for width 64
+        // at 32 px: stem 1,769,472 + layer1 4 × 37,748,736 + layers 2-4 134,217,728 each =
+        // 555,417,600 (the 0.56 GMac usually quoted for CIFAR ResNet-18, e.g. thop on kuangliu/pytorch-cifar).
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let enc = crate::nn::Encoder::Resnet18(ResNet18::new(&vs.root(), 3, 64, false));
+        assert_eq!(enc.macs_per_image(3, 32, tch::Device::Cpu), 555_417_600);
+        // Width 8, one channel, 28 px (the quick start): the stem scales with C_in, the rest with W².
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let small = crate::nn::Encoder::Resnet18(ResNet18::new(&vs.root(), 1, 8, false));
+        let (hw, s2, s3, s4) = (28 * 28, 14 * 14, 7 * 7, 4 * 4);
+        let want = hw * 8 * 9 + 4 * hw * 64 * 9
+            + s2 * (16 * 8 * 9 + 16 * 16 * 9 * 3 + 16 * 8)
+            + s3 * (32 * 16 * 9 + 32 * 32 * 9 * 3 + 32 * 16)
+            + s4 * (64 * 32 * 9 + 64 * 64 * 9 * 3 + 64 * 32);
+        assert_eq!(small.macs_per_image(1, 28, tch::Device::Cpu), want as u64);
     }
 
     #[test]

@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn stale_rows_are_marked() {
         let mut runs = floor_and_method(&[(0, 60.0, 70.0)]);
-        runs[1].env.as_mut().unwrap().git_commit = Some("0123456789abcdef".into());
+        runs[1].env.as_mut().unwrap().machine.git_commit = Some("0123456789abcdef".into());
         let build = testing::build();
         let rows = rows(&runs, &build);
         assert!(rows[1].stale && !rows[0].stale);

@@ -77,21 +77,48 @@ pub struct MetricsRecord {
     pub metrics: BTreeMap<String, Metric>,
 }
 
+/// The build and the machine: what `repro env` prints and every `env.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnvRecord {
-    pub schema_version: u32,
-    pub run_key: String,
+pub struct MachineRecord {
     pub repro_version: String,
     pub git_commit: Option<String>,
     /// The build's sources differed from `git_commit` (uncommitted changes).
     pub git_dirty: Option<bool>,
     pub libtorch_version: Option<String>,
+    /// The folder libtorch was loaded from.
+    pub libtorch_dir: Option<String>,
+    /// CUDA devices libtorch sees (0 without a GPU).
+    pub cuda_devices: i64,
+    pub cudnn: bool,
+    /// The first GPU's name (`nvidia-smi`), when CUDA is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// Why CUDA is not available (None when it is).
+    pub cuda_absent: Option<String>,
     pub onnxruntime_version: Option<String>,
-    pub device: String,
+    /// Execution providers the loaded ONNX Runtime library offers.
+    pub onnxruntime_providers: Vec<String>,
+    pub threads: i32,
     /// CPU model and the vector extensions libtorch's kernels may use (results differ between them).
     pub cpu: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvRecord {
+    pub schema_version: u32,
+    pub run_key: String,
+    #[serde(flatten)]
+    pub machine: MachineRecord,
+    /// The device the run trained on (`Cpu`, `Cuda(0)`), and why not CUDA when `--device auto` fell back.
+    pub device: String,
+    pub device_note: Option<String>,
+    /// Training precision: `fp32`, or `bf16 autocast` (CUDA; losses keep their own float64).
+    pub precision: String,
+    /// `train.deterministic`: deterministic algorithms, no cuDNN benchmark mode.
+    pub deterministic: bool,
+    /// ONNX Runtime's execution provider for the evaluation.
+    pub eval_provider: String,
     pub seed: u64,
-    pub threads: i32,
     pub train_s: f64,
     pub eval_s: f64,
     pub wall_s: f64,
@@ -105,9 +132,10 @@ pub struct EnvRecord {
 impl EnvRecord {
     /// Whether another build made this run (another commit or, without commits, another version).
     pub fn is_stale(&self, build: &BuildInfo) -> bool {
-        match (&self.git_commit, &build.git_commit) {
+        let m = &self.machine;
+        match (&m.git_commit, &build.git_commit) {
             (Some(a), Some(b)) => a != b,
-            _ => self.repro_version != build.version,
+            _ => m.repro_version != build.version,
         }
     }
 
@@ -118,7 +146,8 @@ impl EnvRecord {
 
     /// The build that made this run.
     pub fn build(&self) -> BuildInfo {
-        BuildInfo { version: self.repro_version.clone(), git_commit: self.git_commit.clone(), git_dirty: self.git_dirty }
+        let m = &self.machine;
+        BuildInfo { version: m.repro_version.clone(), git_commit: m.git_commit.clone(), git_dirty: m.git_dirty }
     }
 }
 

@@ -162,6 +162,10 @@ pub struct TrainSpec {
     pub warmup_epochs: Option<f64>,
     /// Final learning rate of the cosine decay.
     pub min_lr: Option<f64>,
+    /// Deterministic algorithms, no cuDNN benchmark mode (default false).
+    pub deterministic: Option<bool>,
+    /// `auto` (default: bf16 autocast on CUDA, fp32 on the CPU) or `fp32`.
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

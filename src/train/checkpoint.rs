@@ -22,10 +22,11 @@ struct Progress {
 }
 
 pub fn save(dir: &Path, model: &Model, opt: &Optimizer, epochs_done: usize) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> =
-        model.vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), t.detach().to_device(tch::Device::Cpu))).collect();
-    named.extend(opt.state().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))));
-    named.extend(model.method_state().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))));
+    // Contiguous in the default layout (channels-last weights are stored as NCHW; loading copies them back).
+    let host = |t: Tensor| t.detach().to_device(tch::Device::Cpu).contiguous();
+    let mut named: Vec<(String, Tensor)> = model.vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), host(t))).collect();
+    named.extend(opt.state().into_iter().map(|(n, t)| (n, host(t))));
+    named.extend(model.method_state().into_iter().map(|(n, t)| (n, host(t))));
     named.sort_by(|a, b| a.0.cmp(&b.0));
     util::write_atomic_with(&dir.join(TENSORS), |tmp| {
         Tensor::write_safetensors(&named, tmp).with_context(|| format!("cannot write {}", tmp.display()))

@@ -93,8 +93,43 @@ impl TrainData {
     }
 }
 
+/// The arithmetic a run trains in (`train.precision` on this device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    /// CUDA autocast to bf16 for the network; float64 tensors (covariances, log-dets) are not cast.
+    Bf16Autocast,
+}
+
+impl Precision {
+    pub fn of(t: &Target, device: Device) -> Self {
+        match (t.train.precision, device) {
+            (crate::plan::Precision::Auto, Device::Cuda(_)) => Precision::Bf16Autocast,
+            _ => Precision::Fp32,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16Autocast => "bf16 autocast",
+        }
+    }
+
+    /// Runs `f` under this precision.
+    pub fn run<T>(self, f: impl FnOnce() -> T) -> T {
+        match self {
+            Precision::Fp32 => f(),
+            Precision::Bf16Autocast => tch::autocast(true, f),
+        }
+    }
+}
+
 /// Trains `model` for the target's epochs at `seed`, resuming from `dir`'s checkpoint when one exists.
-pub fn train(t: &Target, seed: u64, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
+/// Nothing inside a step waits for the device: the loss and its terms are summed where they are
+/// computed and read once per epoch (a non-finite epoch mean stops the run before its checkpoint).
+#[allow(clippy::too_many_arguments)]
+pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
     let n = data.images.size()[0] as usize;
     let bs = t.train.batch_size;
     let steps_per_epoch = n / bs; // drop_last, as the reference loaders do
@@ -119,37 +154,45 @@ pub fn train(t: &Target, seed: u64, model: &mut Model, data: &TrainData, norm: &
     for epoch in start_epoch..t.train.epochs {
         let started = Instant::now();
         tch::manual_seed(util::derive_seed(seed, &format!("epoch{epoch}")) as i64);
-        let perm = Tensor::randperm(n as i64, (Kind::Int64, data.images.device()));
-        let mut sum = 0.0;
-        let mut term_sums: std::collections::BTreeMap<String, f64> = Default::default();
+        let device = data.images.device();
+        let perm = Tensor::randperm(n as i64, (Kind::Int64, device));
+        let mut sum = Tensor::zeros([], (Kind::Double, device));
+        let mut term_sums: Vec<(String, Tensor)> = Vec::new();
         let mut lr = 0.0;
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
             let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let v1 = norm.apply(&random_view(&x, &t.augment, 0));
-            let v2 = norm.apply(&random_view(&x, &t.augment, 1));
-            let out = model.loss(&v1, &v2)?;
-            let value = out.total.double_value(&[]);
-            if !value.is_finite() {
-                bail!("loss became {value} at epoch {}, step {s}; lower train.lr or check the method parameters", epoch + 1);
-            }
+            let v1 = model.layout(&norm.apply(&random_view(&x, &t.augment, 0)));
+            let v2 = model.layout(&norm.apply(&random_view(&x, &t.augment, 1)));
+            let out = precision.run(|| model.loss(&v1, &v2))?;
             lr = optim::learning_rate(&t.train.schedule, epoch * steps_per_epoch + s, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
             opt.zero_grad();
             out.total.backward();
             opt.step(lr);
             model.after_step(epoch * steps_per_epoch + s, total)?;
-            sum += value;
+            let _ = sum.g_add_(&out.total.detach().to_kind(Kind::Double));
             for (k, v) in &out.terms {
-                *term_sums.entry((*k).to_owned()).or_default() += v.double_value(&[]);
+                if !term_sums.iter().any(|(name, _)| name == k) {
+                    term_sums.push(((*k).to_owned(), Tensor::zeros([], (Kind::Double, device))));
+                }
+                if let Some((_, acc)) = term_sums.iter_mut().find(|(name, _)| name == k) {
+                    let _ = acc.g_add_(&v.detach().to_kind(Kind::Double));
+                }
             }
         }
-        let epoch_s = started.elapsed().as_secs_f64();
-        let monitor = monitor_knn(model, data, norm, t, classes);
         let steps = steps_per_epoch as f64;
+        let loss = sum.double_value(&[]) / steps; // the epoch's one read of the loss
+        let epoch_s = started.elapsed().as_secs_f64();
+        if !loss.is_finite() {
+            bail!("the loss became {loss} during epoch {} (its checkpoint was not written); lower train.lr or check the method parameters", epoch + 1);
+        }
+        let monitor = monitor_knn(model, data, norm, t, classes)?;
+        let mut terms: Vec<(String, f64)> = term_sums.iter().map(|(k, v)| (k.clone(), v.double_value(&[]) / steps)).collect();
+        terms.sort_by(|a, b| a.0.cmp(&b.0));
         let log = EpochLog {
             epoch: epoch + 1,
-            loss: sum / steps,
-            terms: term_sums.into_iter().map(|(k, v)| (k, v / steps)).collect(),
+            loss,
+            terms: terms.into_iter().collect(),
             lr,
             images_per_s: (steps_per_epoch * bs) as f64 / epoch_s,
             monitor_knn_top1: Some(monitor),
@@ -190,22 +233,22 @@ pub fn features(model: &Model, images: &Tensor, norm: &Normalize, chunk: i64) ->
     })
 }
 
-/// Weighted k-NN (cosine, the suite's k and T) of the hold-out against the bank, in percent.
-fn monitor_knn(model: &Model, data: &TrainData, norm: &Normalize, t: &Target, classes: i64) -> f64 {
-    let f = |x: &Tensor| {
-        let h = features(model, x, norm, t.eval.batch_size as i64);
-        &h / h.square().sum_dim_intlist(1, true, Kind::Float).sqrt().clamp_min(1e-12)
+/// Weighted k-NN (cosine, the suite's k and T) of the hold-out against the bank, in percent: the
+/// evaluation's own k-NN (`eval::knn`) on the features copied to the host.
+fn monitor_knn(model: &Model, data: &TrainData, norm: &Normalize, t: &Target, classes: i64) -> Result<f64> {
+    let host = |x: &Tensor| -> Result<ndarray::Array2<f32>> {
+        let h = features(model, x, norm, t.eval.batch_size as i64).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let (n, d) = (h.size()[0] as usize, h.size()[1] as usize);
+        let values = Vec::<f32>::try_from(h.flatten(0, -1)).context("monitor k-NN: cannot read the features")?;
+        ndarray::Array2::from_shape_vec((n, d), values).context("monitor k-NN: feature shape")
     };
-    let (bank, query) = (f(&data.bank.0), f(&data.holdout.0));
-    let k = (t.eval.knn.k as i64).min(bank.size()[0]);
-    let sims = query.matmul(&bank.transpose(0, 1));
-    let (top, idx) = sims.topk(k, 1, true, true);
-    let weights = (top / t.eval.knn.temperature).exp();
-    let neighbour_labels = data.bank.1.index_select(0, &idx.flatten(0, -1)).reshape(idx.size());
-    let votes = Tensor::zeros([query.size()[0], classes], (Kind::Float, query.device())).scatter_add(1, &neighbour_labels, &weights);
-    let pred = votes.argmax(1, false);
-    let correct = pred.eq_tensor(&data.holdout.1).to_kind(Kind::Float).mean(Kind::Float);
-    100.0 * correct.double_value(&[])
+    let labels = |y: &Tensor| -> Result<Vec<u32>> {
+        let v = Vec::<i64>::try_from(y.to_device(Device::Cpu).to_kind(Kind::Int64)).context("monitor k-NN: cannot read the labels")?;
+        Ok(v.into_iter().map(|l| l as u32).collect())
+    };
+    let p = crate::eval::knn::KnnParams { distance: crate::eval::knn::Distance::Cosine, ..crate::eval::knn::KnnParams::of(&t.eval.knn) };
+    let (bank, query) = (host(&data.bank.0)?, host(&data.holdout.0)?);
+    crate::eval::knn::knn_top1(bank.view(), &labels(&data.bank.1)?, query.view(), &labels(&data.holdout.1)?, classes as usize, &p)
 }
 
 fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
