@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("two_view_augment", |b| b.iter(|| (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))));
     let mut model = Model::new(&t, 1, 28, Device::Cpu).expect("model");
-    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4);
+    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4).expect("optimizer");
     g.bench_function("corinfomax_step_w8", |b| {
         b.iter(|| {
             let v1 = norm.apply(&random_view(&x, &t.augment, 0));
@@ -58,7 +58,7 @@ fn paper(c: &mut Criterion, batch: i64) {
     let (f1, f2) = (Tensor::randn([batch, 3, 32, 32], tch::kind::FLOAT_CPU), Tensor::randn([batch, 3, 32, 32], tch::kind::FLOAT_CPU));
     let mut model = Model::new(&t, 3, 32, Device::Cpu).expect("model");
     let (f1, f2) = (model.layout(&f1), model.layout(&f2));
-    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4);
+    let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4).expect("optimizer");
     let mut g = c.benchmark_group(format!("paper_batch{batch}"));
     g.throughput(Throughput::Elements(batch as u64));
     g.sample_size(10);

@@ -123,7 +123,7 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
 
     let macs = model.encoder.macs_per_image(c, s, device);
     let (train_images_per_s, train_tflops_per_s) = if t.method.trains() {
-        let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay);
+        let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
         let total = o.steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<Tensor> {
             let x = batch();
@@ -245,7 +245,7 @@ fn loss_trace(t: &Target, info: &DatasetInfo, c: i64, s: i64, device: Device, st
         let mut model = Model::new(t, c, s as usize, dev)?;
         model.vs.copy(&start.vs)?;
         model.load_method_state(&start.method_state())?;
-        let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay);
+        let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
         let mut losses = Vec::with_capacity(steps);
         for (i, (v1, v2)) in views.iter().enumerate() {
             let (v1, v2) = (model.layout(&v1.to_device(dev)), model.layout(&v2.to_device(dev)));

@@ -12,12 +12,16 @@ use anyhow::{bail, Context, Result};
 use tch::nn;
 use tch::Tensor;
 
+use crate::nn::flat::Flat;
 use crate::nn::Encoder;
 
 pub struct Ema {
     vs: nn::VarStore,
     pub encoder: Encoder,
-    pairs: Vec<(Tensor, Tensor)>,
+    /// The target's variables in one buffer and, in the same order, the online variables they follow:
+    /// an update is one `cat` of the online side and two operations on the buffer.
+    target: Option<Flat>,
+    online: Vec<Option<Tensor>>,
     momentum: f64,
     /// Checkpoint key prefix, e.g. `byol.target`.
     key: &'static str,
@@ -27,7 +31,7 @@ impl Ema {
     pub fn new(device: tch::Device, make_encoder: &dyn Fn(&nn::Path) -> Result<Encoder>, momentum: f64, key: &'static str) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let encoder = make_encoder(&vs.root())?;
-        Ok(Self { vs, encoder, pairs: Vec::new(), momentum, key })
+        Ok(Self { vs, encoder, target: None, online: Vec::new(), momentum, key })
     }
 
     /// Where the target's heads go, mirroring the online model's `method` path.
@@ -44,28 +48,29 @@ impl Ema {
     /// start of training, as the references).
     pub fn init(&mut self, online: &nn::VarStore) -> Result<()> {
         let on = online.variables();
-        self.pairs = self
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(name, t)| {
-                let src = on.get(&name).with_context(|| format!("{}: the online model has no variable {name}", self.key))?;
-                if src.size() != t.size() {
-                    bail!("{}: target {name} is {:?}, online is {:?}", self.key, t.size(), src.size());
-                }
-                Ok((t, src.shallow_clone()))
-            })
-            .collect::<Result<_>>()?;
+        let mut targets = Vec::new();
+        self.online.clear();
+        let mut own: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        own.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in own {
+            let src = on.get(&name).with_context(|| format!("{}: the online model has no variable {name}", self.key))?;
+            if src.size() != t.size() {
+                bail!("{}: target {name} is {:?}, online is {:?}", self.key, t.size(), src.size());
+            }
+            targets.push(t);
+            self.online.push(Some(src.shallow_clone()));
+        }
+        self.target = Some(Flat::adopt(&targets).with_context(|| format!("{}: the target's variables in one buffer", self.key))?);
         self.follow(0.0);
         Ok(())
     }
 
     fn follow(&mut self, tau: f64) {
+        let Some(target) = &self.target else { return };
         tch::no_grad(|| {
-            for (t, src) in &mut self.pairs {
-                let mixed = &*t * tau + &*src * (1.0 - tau);
-                t.copy_(&mixed);
-            }
+            let online = target.gather(&self.online).detach();
+            let mut values = target.values.shallow_clone();
+            let _ = values.g_mul_scalar_(tau).g_add_(&(online * (1.0 - tau)));
         });
     }
 

@@ -4,6 +4,7 @@
 //! (convolution, BatchNorm) and the PyTorch-default initialiser live here.
 
 pub mod amdim;
+pub mod flat;
 pub mod heads;
 pub mod resnet;
 

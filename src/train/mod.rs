@@ -138,7 +138,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
     }
     let total = steps_per_epoch * t.train.epochs;
     let warmup = (t.train.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay);
+    let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
     let log_path = dir.join("train_log.jsonl");
     let mut start_epoch = 0;
     let mut logs: Vec<EpochLog> = Vec::new();

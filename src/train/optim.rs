@@ -13,12 +13,21 @@
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Kind, Tensor};
 
+use crate::nn::flat::Flat;
 use crate::plan::{Optimizer as Kind_, Schedule};
 
+/// The trainable variables live in one flat buffer ([`Flat`]) and so do the optimizer's buffers, so
+/// a step is a fixed handful of operations over all of them (one `cat` gathers the gradients),
+/// whatever the number of variables; a variable without a gradient is left untouched, as PyTorch
+/// skips it.
 pub struct Optimizer {
-    params: Vec<(String, Tensor)>,
-    /// Per variable: [momentum] (SGD, LARS) or [exp_avg, exp_avg_sq] (Adam, AdamW).
-    buffers: Vec<Vec<Tensor>>,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    flat: Flat,
+    /// [momentum] (SGD, LARS) or [exp_avg, exp_avg_sq] (Adam, AdamW), each laid out as `flat`.
+    buffers: Vec<Tensor>,
+    /// LARS with `exclude_bias_and_norm`: per variable 1 (decayed and adapted) or 0 (1-D, plain).
+    adapted: Option<Tensor>,
     kind: Kind_,
     weight_decay: f64,
     /// Steps taken (Adam's bias correction).
@@ -33,17 +42,26 @@ fn buffer_names(kind: &Kind_) -> &'static [&'static str] {
 }
 
 impl Optimizer {
-    /// Optimises every trainable variable of `vs` (sorted by name for a stable order).
-    pub fn new(vs: &VarStore, kind: &Kind_, weight_decay: f64) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        let n = buffer_names(kind).len();
-        let buffers = params.iter().map(|(_, p)| (0..n).map(|_| p.zeros_like()).collect()).collect();
-        Self { params, buffers, kind: kind.clone(), weight_decay, step: 0 }
+    /// Optimises every trainable variable of `vs` (sorted by name for a stable order), moving them
+    /// into one buffer (they keep their shapes and layouts).
+    pub fn new(vs: &VarStore, kind: &Kind_, weight_decay: f64) -> Result<Self> {
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let (names, params): (Vec<String>, Vec<Tensor>) = named.into_iter().unzip();
+        let flat = Flat::adopt(&params).context("the optimizer keeps all trainable variables in one buffer")?;
+        let buffers = (0..buffer_names(kind).len()).map(|_| flat.zeros()).collect();
+        let adapted = match kind {
+            Kind_::Lars { exclude_bias_and_norm: true, .. } => {
+                let per: Vec<f32> = params.iter().map(|p| if p.dim() == 1 { 0.0 } else { 1.0 }).collect();
+                Some(Tensor::from_slice(&per).to_device(flat.values.device()))
+            }
+            _ => None,
+        };
+        Ok(Self { names, params, flat, buffers, adapted, kind: kind.clone(), weight_decay, step: 0 })
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
+        for p in &mut self.params {
             let mut g = p.grad();
             if g.defined() {
                 let _ = g.zero_();
@@ -52,69 +70,96 @@ impl Optimizer {
     }
 
     pub fn step(&mut self, lr: f64) {
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| Some(p.grad()).filter(Tensor::defined)).collect();
+        if grads.iter().all(Option::is_none) {
+            return;
+        }
         self.step += 1;
         let (wd, t) = (self.weight_decay, self.step as f64);
+        let dev = self.flat.values.device();
+        // Variables without a gradient keep their values and buffers (1 = has one).
+        let active = grads.iter().any(Option::is_none).then(|| {
+            let per: Vec<f32> = grads.iter().map(|g| if g.is_some() { 1.0 } else { 0.0 }).collect();
+            self.flat.spread(&Tensor::from_slice(&per).to_device(dev))
+        });
+        let keep = |new: Tensor, old: &Tensor| match &active {
+            Some(a) => &new * a + old * (1.0 - a),
+            None => new,
+        };
         tch::no_grad(|| {
-            for ((_, p), bufs) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
+            let g = self.flat.gather(&grads);
+            let p = self.flat.values.shallow_clone();
+            let delta = match self.kind {
+                Kind_::Sgd { momentum } => {
+                    let g = if wd != 0.0 { g + &p * wd } else { g };
+                    let b = keep(&self.buffers[0] * momentum + g, &self.buffers[0]);
+                    self.buffers[0].copy_(&b);
+                    &self.buffers[0] * lr
                 }
-                match self.kind {
-                    Kind_::Sgd { momentum } => {
-                        let g = if wd != 0.0 { &g + &*p * wd } else { g };
-                        let _ = bufs[0].g_mul_scalar_(momentum).g_add_(&g);
-                        let _ = p.g_sub_(&(&bufs[0] * lr));
+                Kind_::Lars { momentum, eta, .. } => {
+                    let decay = self.adapted.as_ref().map(|a| self.flat.spread(a));
+                    let g = match (&decay, wd != 0.0) {
+                        (Some(d), true) => g + &p * d * wd,
+                        (None, true) => g + &p * wd,
+                        (_, false) => g,
+                    };
+                    let pn = self.flat.segment_sq_norms(&p).sqrt();
+                    let gn = self.flat.segment_sq_norms(&g).sqrt();
+                    let both = pn.gt(0.0).logical_and(&gn.gt(0.0));
+                    let mut trust = (&pn * eta / gn.clamp_min(f64::MIN_POSITIVE)).where_self(&both, &pn.ones_like());
+                    if let Some(a) = &self.adapted {
+                        trust = &trust * a - a + 1.0; // 1 for the excluded variables
                     }
-                    Kind_::Lars { momentum, eta, exclude_bias_and_norm } => {
-                        let plain = exclude_bias_and_norm && p.dim() == 1;
-                        let mut g = if wd != 0.0 && !plain { &g + &*p * wd } else { g };
-                        if !plain {
-                            let (pn, gn) = (p.norm().double_value(&[]), g.norm().double_value(&[]));
-                            if pn > 0.0 && gn > 0.0 {
-                                g = g * (eta * pn / gn);
-                            }
-                        }
-                        let _ = bufs[0].g_mul_scalar_(momentum).g_add_(&g);
-                        let _ = p.g_sub_(&(&bufs[0] * lr));
-                    }
-                    Kind_::Adam { beta1, beta2, eps } | Kind_::Adamw { beta1, beta2, eps } => {
-                        let decoupled = matches!(self.kind, Kind_::Adamw { .. });
-                        let g = if wd != 0.0 && !decoupled { &g + &*p * wd } else { g };
-                        if wd != 0.0 && decoupled {
-                            let _ = p.g_mul_scalar_(1.0 - lr * wd);
-                        }
-                        let _ = bufs[0].g_mul_scalar_(beta1).g_add_(&(&g * (1.0 - beta1)));
-                        let _ = bufs[1].g_mul_scalar_(beta2).g_add_(&(g.square() * (1.0 - beta2)));
-                        let m_hat = &bufs[0] / (1.0 - beta1.powf(t));
-                        let v_hat = &bufs[1] / (1.0 - beta2.powf(t));
-                        let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + eps) * lr));
-                    }
+                    let g = g * self.flat.spread(&trust);
+                    let b = keep(&self.buffers[0] * momentum + g, &self.buffers[0]);
+                    self.buffers[0].copy_(&b);
+                    &self.buffers[0] * lr
                 }
-            }
+                Kind_::Adam { beta1, beta2, eps } | Kind_::Adamw { beta1, beta2, eps } => {
+                    let decoupled = matches!(self.kind, Kind_::Adamw { .. });
+                    let g = if wd != 0.0 && !decoupled { g + &p * wd } else { g };
+                    if wd != 0.0 && decoupled {
+                        let decayed = keep(&p * (1.0 - lr * wd), &p);
+                        self.flat.values.copy_(&decayed);
+                    }
+                    let m = keep(&self.buffers[0] * beta1 + &g * (1.0 - beta1), &self.buffers[0]);
+                    let v = keep(&self.buffers[1] * beta2 + g.square() * (1.0 - beta2), &self.buffers[1]);
+                    self.buffers[0].copy_(&m);
+                    self.buffers[1].copy_(&v);
+                    let m_hat = &self.buffers[0] / (1.0 - beta1.powf(t));
+                    let v_hat = &self.buffers[1] / (1.0 - beta2.powf(t));
+                    m_hat / (v_hat.sqrt() + eps) * lr
+                }
+            };
+            let delta = match &active {
+                Some(a) => delta * a,
+                None => delta,
+            };
+            let _ = self.flat.values.g_sub_(&delta);
         });
     }
 
-    /// Buffers named `optim.<variable><suffix>`, and `optim.step`.
+    /// Buffers named `optim.<variable><suffix>` (views in the variable's shape), and `optim.step`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let names = buffer_names(&self.kind);
-        let mut v: Vec<(String, Tensor)> = self
-            .params
-            .iter()
-            .zip(&self.buffers)
-            .flat_map(|((n, _), bufs)| names.iter().zip(bufs).map(move |(s, b)| (format!("optim.{n}{s}"), b.shallow_clone())))
-            .collect();
+        let mut v: Vec<(String, Tensor)> = Vec::new();
+        for (i, n) in self.names.iter().enumerate() {
+            for (s, b) in names.iter().zip(&self.buffers) {
+                v.push((format!("optim.{n}{s}"), self.flat.segment(b, i)));
+            }
+        }
         v.push(("optim.step".into(), Tensor::from_slice(&[self.step]).to_kind(Kind::Int64)));
         v
     }
 
     pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
         let names = buffer_names(&self.kind);
-        for ((n, _), bufs) in self.params.iter().zip(self.buffers.iter_mut()) {
-            for (s, b) in names.iter().zip(bufs.iter_mut()) {
+        for (i, n) in self.names.iter().enumerate() {
+            for (s, b) in names.iter().zip(&self.buffers) {
                 let key = format!("optim.{n}{s}");
                 let t = named.iter().find(|(k, _)| *k == key).with_context(|| format!("checkpoint lacks {key} (written for another optimizer?)"))?;
-                tch::no_grad(|| b.copy_(&t.1));
+                let mut view = self.flat.segment(b, i);
+                tch::no_grad(|| view.copy_(&t.1));
             }
         }
         // Checkpoints from before `optim.step` existed were SGD-only, where the count is unused.
@@ -178,7 +223,7 @@ mod tests {
     /// Two steps of loss = Σ w² (gradient 2w) with each optimizer; expected values by hand.
     fn run(kind: Kind_, wd: f64, lr: f64, w0: &[f32]) -> Vec<f64> {
         let (vs, w) = one_var(w0);
-        let mut opt = Optimizer::new(&vs, &kind, wd);
+        let mut opt = Optimizer::new(&vs, &kind, wd).unwrap();
         for _ in 0..2 {
             opt.zero_grad();
             (&w * &w).sum(Kind::Float).backward();
@@ -204,7 +249,7 @@ mod tests {
         let vs = VarStore::new(tch::Device::Cpu);
         let w = vs.root().var_copy("w", &Tensor::from_slice(&[3.0f32, 4.0]).reshape([1, 2]));
         let b = vs.root().var_copy("b", &Tensor::from_slice(&[3.0f32, 4.0]));
-        let mut opt = Optimizer::new(&vs, &Kind_::Lars { momentum: 0.9, eta: 0.02, exclude_bias_and_norm: true }, 0.1);
+        let mut opt = Optimizer::new(&vs, &Kind_::Lars { momentum: 0.9, eta: 0.02, exclude_bias_and_norm: true }, 0.1).unwrap();
         opt.zero_grad();
         ((&w * &w).sum(Kind::Float) + (&b * &b).sum(Kind::Float)).backward();
         opt.step(2.0);
@@ -243,17 +288,17 @@ mod tests {
     fn state_round_trips() {
         let kind = Kind_::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
         let (vs, w) = one_var(&[1.0, 2.0]);
-        let mut opt = Optimizer::new(&vs, &kind, 0.0);
+        let mut opt = Optimizer::new(&vs, &kind, 0.0).unwrap();
         opt.zero_grad();
         (&w * &w).sum(Kind::Float).backward();
         opt.step(0.1);
         let saved = opt.state();
         assert!(saved.iter().any(|(n, _)| n == "optim.w.exp_avg_sq") && saved.iter().any(|(n, _)| n == "optim.step"));
-        let mut fresh = Optimizer::new(&vs, &kind, 0.0);
+        let mut fresh = Optimizer::new(&vs, &kind, 0.0).unwrap();
         fresh.load_state(&saved).unwrap();
         assert_eq!(fresh.step, 1);
-        assert!(fresh.buffers[0][1].equal(&opt.buffers[0][1]));
-        let mut sgd = Optimizer::new(&vs, &Kind_::Sgd { momentum: 0.9 }, 0.0);
+        assert!(fresh.buffers[1].equal(&opt.buffers[1]));
+        let mut sgd = Optimizer::new(&vs, &Kind_::Sgd { momentum: 0.9 }, 0.0).unwrap();
         assert!(sgd.load_state(&saved).unwrap_err().to_string().contains("optim.w"));
     }
 }
