@@ -10,7 +10,7 @@ use repro::data::folder::{decode_image_folder, decode_memory, Resize};
 use repro::plan::{Augment, Blur, Grayscale, Interpolation, Jitter, Solarize};
 use tch::{Device, Kind, Tensor};
 
-/// The asymmetric views of corinfomax-ssl's cifars-tiny/transform_utils.py (hue and grayscale aside).
+/// The asymmetric views of corinfomax-ssl's cifars-tiny/transform_utils.py (`PretrainTransform("cifar10")`).
 fn views() -> Augment {
     Augment {
         crop_scale: [0.08, 1.0],

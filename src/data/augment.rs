@@ -148,7 +148,7 @@ fn jitter_with(x: &Tensor, j: &Jitter, sync_free: bool) -> Tensor {
     let enabled = [j.brightness > 0.0, j.contrast > 0.0, j.saturation > 0.0, j.hue > 0.0];
     // A random order per image: the argsort of four uniform draws.
     let order = Tensor::rand([n, 4], (Kind::Float, dev)).argsort(1, false);
-    let mut y = x.shallow_clone();
+    let mut y = if sync_free { x.shallow_clone() } else { x.copy() }; // the CPU path writes y in place
     for pos in 0..4 {
         let at = order.select(1, pos);
         for op in (0..4).filter(|&op| enabled[op as usize]) {
@@ -162,7 +162,7 @@ fn jitter_with(x: &Tensor, j: &Jitter, sync_free: bool) -> Tensor {
                 continue;
             }
             let changed = jitter_op(op, &y.index_select(0, &idx), &factors[op as usize].index_select(0, &idx));
-            y = y.index_copy(0, &idx, &changed);
+            let _ = y.index_copy_(0, &idx, &changed);
         }
     }
     y
@@ -210,8 +210,7 @@ fn grayscale(x: &Tensor, p: f64) -> Tensor {
         return x.shallow_clone();
     }
     let on = coin(x.size()[0], p, x.device());
-    let g = luma(x).expand_as(x);
-    &g * &on + x * (1.0 - on)
+    luma(x).expand_as(x).where_self(&on.gt(0.5), x)
 }
 
 /// Gaussian blur with probability `p` per image, σ uniform in `sigma`, reflect padding. On the CPU
@@ -258,8 +257,8 @@ fn solarize(x: &Tensor, p: f64, threshold: f64) -> Tensor {
         return x.shallow_clone();
     }
     let on = coin(x.size()[0], p, x.device());
-    let flip = x.ge(threshold).to_kind(Kind::Float) * on; // pixels to invert
-    x + (1.0 - x * 2.0) * flip
+    let flip = x.ge(threshold).logical_and(&on.gt(0.5)); // pixels to invert
+    (x.neg() + 1.0).where_self(&flip, x)
 }
 
 /// The per-image crop boxes of a random resized crop (+ flip, + shift) in `affine_grid`'s
