@@ -149,15 +149,17 @@ fn jitter_with(x: &Tensor, j: &Jitter, sync_free: bool) -> Tensor {
     // A random order per image: the argsort of four uniform draws.
     let order = Tensor::rand([n, 4], (Kind::Float, dev)).argsort(1, false);
     let mut y = if sync_free { x.shallow_clone() } else { x.copy() }; // the CPU path writes y in place
+    // Images whose coin says no are left exactly as they are (torchvision's RandomApply).
+    let jittered = on.view([n]).gt(0.5);
     for pos in 0..4 {
         let at = order.select(1, pos);
         for op in (0..4).filter(|&op| enabled[op as usize]) {
+            let turn = at.eq(op).logical_and(&jittered);
             if sync_free {
-                let turn = at.eq(op).view([n, 1, 1, 1]);
-                y = jitter_op(op, &y, &factors[op as usize]).where_self(&turn, &y);
+                y = jitter_op(op, &y, &factors[op as usize]).where_self(&turn.view([n, 1, 1, 1]), &y);
                 continue;
             }
-            let idx = at.eq(op).nonzero().squeeze_dim(1);
+            let idx = turn.nonzero().squeeze_dim(1);
             if idx.size()[0] == 0 {
                 continue;
             }
@@ -180,10 +182,8 @@ fn shift_hue(x: &Tensor, shift: &Tensor) -> Tensor {
     let div = range.where_self(&gray.logical_not(), &ones);
     let (rc, gc, bc) = ((&maxc - &r) / &div, (&maxc - &g) / &div, (&maxc - &b) / &div);
     let is_r = maxc.eq_tensor(&r);
-    let is_g = maxc.eq_tensor(&g).logical_and(&is_r.logical_not());
-    let is_b = is_r.logical_not().logical_and(&is_g.logical_not());
-    let f = |m: &Tensor| m.to_kind(Kind::Float);
-    let h = f(&is_r) * (&bc - &gc) + f(&is_g) * (&rc - &bc + 2.0) + f(&is_b) * (&gc - &rc + 4.0);
+    let is_g = maxc.eq_tensor(&g); // where is_r does not win: torchvision's (maxc == g) & ~(maxc == r)
+    let h = (&bc - &gc).where_self(&is_r, &(&rc - &bc + 2.0).where_self(&is_g, &(&gc - &rc + 4.0)));
     let h = (h / 6.0 + 1.0 + shift).remainder(1.0);
     // HSV → RGB.
     let v = maxc;
@@ -527,6 +527,9 @@ mod tests {
         let masked = jitter_with(&x, &j, true);
         assert!(f64::try_from((&subset - &masked).abs().max()).unwrap() < 1e-6);
         assert!(f64::try_from((&subset - &x).abs().max()).unwrap() > 1e-2, "the jitter changed the images");
+        // Images whose coin says no come out exactly as they went in (RandomApply).
+        let off = Jitter { p: 0.0, ..j };
+        assert!(jitter_with(&x, &off, false).equal(&x) && jitter_with(&x, &off, true).equal(&x));
     }
 
     #[test]
