@@ -6,10 +6,11 @@
 //! Run: `cargo bench --bench train_step` (one group: `cargo bench --bench train_step -- paper_batch128`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use repro::data::augment::{random_view, Normalize};
+use repro::data::augment::Normalize;
 use repro::methods::Model;
 use repro::plan::{self, Target};
 use repro::train::optim::Optimizer;
+use repro::train::{step, two_views, Precision};
 use tch::{Device, Kind, Tensor};
 
 fn target(width: i64, projector: &str) -> Target {
@@ -29,17 +30,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("quickstart_batch256");
     g.throughput(Throughput::Elements(256));
     g.sample_size(10);
-    g.bench_function("two_view_augment", |b| b.iter(|| (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))));
     let mut model = Model::new(&t, 1, 28, Device::Cpu).expect("model");
+    g.bench_function("two_view_augment", |b| b.iter(|| two_views(&model, &x, &t, &norm)));
     let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4).expect("optimizer");
     g.bench_function("corinfomax_step_w8", |b| {
         b.iter(|| {
-            let v1 = norm.apply(&random_view(&x, &t.augment, 0));
-            let v2 = norm.apply(&random_view(&x, &t.augment, 1));
-            let out = model.loss(&v1, &v2).expect("loss");
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(0.1);
+            let (v1, v2) = two_views(&model, &x, &t, &norm);
+            step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.1, 0, 1).expect("step")
         })
     });
     g.finish();
@@ -63,21 +60,12 @@ fn paper(c: &mut Criterion, batch: i64) {
     g.throughput(Throughput::Elements(batch as u64));
     g.sample_size(10);
     g.bench_function("corinfomax_step_w64_fixed_inputs", |b| {
-        b.iter(|| {
-            let out = model.loss(&f1, &f2).expect("loss");
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(0.5);
-        })
+        b.iter(|| step(&mut model, &mut opt, Precision::Fp32, &f1, &f2, 0.5, 0, 1).expect("step"))
     });
     g.bench_function("corinfomax_step_w64_with_views", |b| {
         b.iter(|| {
-            let v1 = model.layout(&norm.apply(&random_view(&x, &t.augment, 0)));
-            let v2 = model.layout(&norm.apply(&random_view(&x, &t.augment, 1)));
-            let out = model.loss(&v1, &v2).expect("loss");
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(0.5);
+            let (v1, v2) = two_views(&model, &x, &t, &norm);
+            step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.5, 0, 1).expect("step")
         })
     });
     g.finish();

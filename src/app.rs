@@ -43,20 +43,21 @@ pub fn main(cli: Cli) -> Result<Outcome> {
 /// `repro bench`: one target's stages timed on this machine (`bench`).
 fn bench(lock: &Path, a: &BenchArgs) -> Result<Outcome> {
     let (plan, lockfile) = load_plan(lock, &a.suite, &a.set)?;
-    let ids: Vec<&str> = plan.targets.iter().map(|t| t.id.as_str()).collect();
     let t = match &a.target {
-        Some(id) => plan.targets.iter().find(|t| &t.id == id).with_context(|| format!("--target {id:?}: no such target in {} (targets: {})", a.suite.display(), ids.join(", ")))?,
+        Some(id) => select_targets(&plan, &a.suite, std::slice::from_ref(id))?[0],
         None if plan.targets.len() == 1 => &plan.targets[0],
-        None => bail!("{} has {} targets; name one with --target (targets: {})", a.suite.display(), ids.len(), ids.join(", ")),
+        None => bail!("{} has {} targets; name one with --target (targets: {})", a.suite.display(), plan.targets.len(), target_ids(&plan)),
     };
     let (device, note) = machine::select_device(a.device)?;
-    eval::session::allow_cuda(device.is_cuda());
     if let Some(why) = &note {
         eprintln!("benchmarking on the CPU ({why})");
     }
     let info = lockfile.info(&t.dataset)?;
     let opts = crate::bench::BenchOptions { steps: a.steps, embed_images: a.embed_images, knn_bank: a.knn_bank, knn_queries: a.knn_queries, peak_tflops: a.peak_tflops, trace_steps: a.trace_steps };
     let r = crate::bench::bench_target(t, &info, device, &opts)?;
+    if let Some(path) = &a.save {
+        util::write_json(path, &r)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -73,8 +74,7 @@ fn env_command(json: bool) -> Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&m)?);
         return Ok(Outcome::Success);
     }
-    let build = BuildInfo { version: m.repro_version.clone(), git_commit: m.git_commit.clone(), git_dirty: m.git_dirty };
-    println!("repro        {} ({})", m.repro_version, build.label());
+    println!("repro        {} ({})", m.repro_version, m.build().label());
     println!("libtorch     {} from {}", m.libtorch_version.as_deref().unwrap_or("?"), m.libtorch_dir.as_deref().unwrap_or("?"));
     match &m.cuda_absent {
         None => println!("CUDA         available: {} device(s) ({}), cuDNN {}", m.cuda_devices, m.gpu.as_deref().unwrap_or("name unknown"), if m.cudnn { "yes" } else { "no" }),
@@ -128,11 +128,24 @@ fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<(Plan, data::lo
     Ok((plan, lockfile))
 }
 
+/// The targets named by `--target` (all when none is), in suite order; an unknown id is an error
+/// that lists the suite's targets.
+fn select_targets<'a>(plan: &'a Plan, suite: &Path, ids: &[String]) -> Result<Vec<&'a Target>> {
+    if let Some(id) = ids.iter().find(|id| !plan.targets.iter().any(|t| &t.id == *id)) {
+        bail!("--target {id:?}: no such target in {} (targets: {})", suite.display(), target_ids(plan));
+    }
+    Ok(plan.targets.iter().filter(|t| ids.is_empty() || ids.contains(&t.id)).collect())
+}
+
+fn target_ids(plan: &Plan) -> String {
+    plan.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Result<Outcome> {
     let mut errors = Vec::new();
     for s in suites {
         match load_plan(lock, s, set) {
-            Ok((p, _)) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), p.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")),
+            Ok((p, _)) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), target_ids(&p)),
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
@@ -144,19 +157,8 @@ fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Resul
 
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let (plan, lockfile) = load_plan(lock, &args.suite, &args.set)?;
-    let targets: Vec<&Target> = if args.targets.is_empty() {
-        plan.targets.iter().collect()
-    } else {
-        let known: Vec<&str> = plan.targets.iter().map(|t| t.id.as_str()).collect();
-        for id in &args.targets {
-            if !known.contains(&id.as_str()) {
-                bail!("--target {id:?}: no such target in {} (targets: {})", args.suite.display(), known.join(", "));
-            }
-        }
-        plan.targets.iter().filter(|t| args.targets.contains(&t.id)).collect()
-    };
+    let targets = select_targets(&plan, &args.suite, &args.targets)?;
     let (device, device_note) = machine::select_device(args.device)?;
-    eval::session::allow_cuda(device.is_cuda());
     let build = BuildInfo::current();
     let n_runs: usize = targets.iter().map(|t| t.train.seeds.len()).sum();
     let on = match &device_note {

@@ -18,7 +18,7 @@ use crate::data::augment::{random_view, Normalize};
 use crate::data::DatasetInfo;
 use crate::methods::Model;
 use crate::plan::Target;
-use crate::train::{optim, Precision};
+use crate::train::{self, optim, Precision};
 
 /// What `repro bench` measured for one target.
 #[derive(Debug, Clone, Serialize)]
@@ -109,14 +109,13 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
     let norm = Normalize::new(&info.mean, &info.std, device);
     let images = Tensor::randint(256, [b, c, s, s], (Kind::Uint8, device));
     let batch = || images.to_kind(Kind::Float) / 255.0;
-    let views = |x: &Tensor| (model.layout(&norm.apply(&random_view(x, &t.augment, 0))), model.layout(&norm.apply(&random_view(x, &t.augment, 1))));
 
     // Views alone (one warm-up batch).
-    let _ = views(&batch());
+    let _ = train::two_views(&model, &batch(), t, &norm);
     sync(device);
     let started = Instant::now();
     for _ in 0..o.steps {
-        let _ = views(&batch());
+        let _ = train::two_views(&model, &batch(), t, &norm);
     }
     sync(device);
     let views_images_per_s = (b as usize * o.steps) as f64 / started.elapsed().as_secs_f64();
@@ -126,14 +125,8 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
         let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
         let total = o.steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<Tensor> {
-            let x = batch();
-            let (v1, v2) = (model.layout(&norm.apply(&random_view(&x, &t.augment, 0))), model.layout(&norm.apply(&random_view(&x, &t.augment, 1))));
-            let out = precision.run(|| model.loss(&v1, &v2))?;
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(t.train.lr);
-            model.after_step(i, total)?;
-            Ok(out.total.detach())
+            let (v1, v2) = train::two_views(model, &batch(), t, &norm);
+            Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.total.detach())
         };
         for i in 0..2 {
             let _ = step(i, &mut model)?; // warm-up: cuDNN's benchmark mode picks its kernels here
@@ -249,12 +242,7 @@ fn loss_trace(t: &Target, info: &DatasetInfo, c: i64, s: i64, device: Device, st
         let mut losses = Vec::with_capacity(steps);
         for (i, (v1, v2)) in views.iter().enumerate() {
             let (v1, v2) = (model.layout(&v1.to_device(dev)), model.layout(&v2.to_device(dev)));
-            let out = model.loss(&v1, &v2)?;
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(t.train.lr);
-            model.after_step(i, steps)?;
-            losses.push(out.total.double_value(&[]));
+            losses.push(train::step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, t.train.lr, i, steps)?.total.double_value(&[]));
         }
         Ok(losses)
     };

@@ -50,8 +50,15 @@ fn load_failure(err: &str) -> String {
     }
 }
 
-/// The device `--device` asks for; with `auto` and no GPU, the CPU and the reason.
+/// The device `--device` asks for; with `auto` and no GPU, the CPU and the reason. Evaluation may
+/// then use ONNX Runtime's CUDA provider exactly when training uses CUDA.
 pub fn select_device(arg: crate::cli::DeviceArg) -> Result<(tch::Device, Option<String>)> {
+    let chosen = pick_device(arg)?;
+    crate::eval::session::allow_cuda(chosen.0.is_cuda());
+    Ok(chosen)
+}
+
+fn pick_device(arg: crate::cli::DeviceArg) -> Result<(tch::Device, Option<String>)> {
     use crate::cli::DeviceArg;
     let c = cuda();
     match (arg, &c.absent) {

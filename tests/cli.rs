@@ -620,10 +620,12 @@ fn env_and_bench_describe_this_machine() {
 
     let args = ["--lock", &lock, "bench", &quickstart, "--device", "cpu", "--steps", "2", "--embed-images", "300", "--knn-bank", "2000", "--knn-queries", "300"];
     let mut with_trace = args.to_vec();
-    with_trace.extend(["--target", "corinfomax", "--trace-steps", "2", "--peak-tflops", "1", "--json"]);
+    let saved = sb.path("bench.json").display().to_string();
+    with_trace.extend(["--target", "corinfomax", "--trace-steps", "2", "--peak-tflops", "1", "--json", "--save", &saved]);
     let o = sb.repro(&with_trace);
     assert_exit(&o, 0);
     let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json(&sb, "bench.json"), r, "--save writes what --json prints");
     // ResNet-18 width 8 on 1×28×28 (formula in nn::resnet's test): 7,171,200 MACs.
     assert!((r["backbone_gmacs_per_image"].as_f64().unwrap() - 0.0071712).abs() < 1e-12, "{r}");
     for key in ["views_images_per_s", "train_images_per_s", "embed_images_per_s", "knn_s", "mfu"] {

@@ -131,10 +131,9 @@ fn jitter_op(op: i64, x: &Tensor, f: &Tensor) -> Tensor {
     }
 }
 
-/// Colour jitter with a random order of its four operations per image. On CUDA every operation runs
-/// on the whole batch and `where` keeps it for the images whose turn it is (no `nonzero`, so the host
-/// never waits for the device); on the CPU each runs on its images only (a quarter of the work). Both
-/// give the same images.
+/// Colour jitter with a random order of its four operations per image, each applied through
+/// [`on_chosen`] to the images whose turn it is (on the CPU a quarter of the work; on CUDA without
+/// host synchronisation).
 fn jitter(x: &Tensor, j: &Jitter) -> Tensor {
     jitter_with(x, j, x.device().is_cuda())
 }
@@ -148,26 +147,35 @@ fn jitter_with(x: &Tensor, j: &Jitter, sync_free: bool) -> Tensor {
     let enabled = [j.brightness > 0.0, j.contrast > 0.0, j.saturation > 0.0, j.hue > 0.0];
     // A random order per image: the argsort of four uniform draws.
     let order = Tensor::rand([n, 4], (Kind::Float, dev)).argsort(1, false);
-    let mut y = if sync_free { x.shallow_clone() } else { x.copy() }; // the CPU path writes y in place
+    let mut y = x.copy();
     // Images whose coin says no are left exactly as they are (torchvision's RandomApply).
     let jittered = on.view([n]).gt(0.5);
     for pos in 0..4 {
         let at = order.select(1, pos);
         for op in (0..4).filter(|&op| enabled[op as usize]) {
             let turn = at.eq(op).logical_and(&jittered);
-            if sync_free {
-                y = jitter_op(op, &y, &factors[op as usize]).where_self(&turn.view([n, 1, 1, 1]), &y);
-                continue;
-            }
-            let idx = turn.nonzero().squeeze_dim(1);
-            if idx.size()[0] == 0 {
-                continue;
-            }
-            let changed = jitter_op(op, &y.index_select(0, &idx), &factors[op as usize].index_select(0, &idx));
-            let _ = y.index_copy_(0, &idx, &changed);
+            on_chosen(&mut y, &turn, sync_free, |imgs, pick| jitter_op(op, imgs, &pick(&factors[op as usize])));
         }
     }
     y
+}
+
+/// Replaces the images of `y` that `chosen` ([N] bool) picks by `f` of them. `f` gets those images
+/// and `pick`, which selects the same images' rows of a per-image tensor. With `sync_free` (CUDA)
+/// `f` runs on the whole batch and `where` keeps its result for the chosen ones (no `nonzero`, so
+/// the host never waits for the device); otherwise it runs on the chosen images only, written into
+/// `y` in place. Both give the same images.
+fn on_chosen(y: &mut Tensor, chosen: &Tensor, sync_free: bool, f: impl Fn(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor) {
+    if sync_free {
+        let n = chosen.size()[0];
+        *y = f(y, &|t| t.shallow_clone()).where_self(&chosen.view([n, 1, 1, 1]), y);
+        return;
+    }
+    let idx = chosen.nonzero().squeeze_dim(1);
+    if idx.size()[0] > 0 {
+        let changed = f(&y.index_select(0, &idx), &|t| t.index_select(0, &idx));
+        let _ = y.index_copy_(0, &idx, &changed);
+    }
 }
 
 /// Rotates the hue of RGB images in [0, 1] by `shift` ([N, 1, 1, 1], fractions of the circle).
@@ -213,9 +221,8 @@ fn grayscale(x: &Tensor, p: f64) -> Tensor {
     luma(x).expand_as(x).where_self(&on.gt(0.5), x)
 }
 
-/// Gaussian blur with probability `p` per image, σ uniform in `sigma`, reflect padding. On the CPU
-/// only the chosen images are blurred (view 2 blurs a tenth of them); on CUDA the whole batch, and
-/// `where` picks (no host synchronisation). Both give the same images.
+/// Gaussian blur with probability `p` per image, σ uniform in `sigma`, reflect padding, through
+/// [`on_chosen`] (on the CPU only the chosen images are blurred: view 2 blurs a tenth of them).
 fn blur(x: &Tensor, p: f64, sigma: [f64; 2]) -> Tensor {
     if p <= 0.0 {
         return x.shallow_clone();
@@ -224,14 +231,9 @@ fn blur(x: &Tensor, p: f64, sigma: [f64; 2]) -> Tensor {
     let dev = x.device();
     let s = Tensor::empty([n, 1], (Kind::Float, dev)).uniform_(sigma[0], sigma[1]);
     let on = coin(n, p, dev);
-    if dev.is_cuda() {
-        return &gaussian(x, &s, sigma[1]) * &on + x * (1.0 - on);
-    }
-    let idx = on.view([n]).gt(0.5).nonzero().squeeze_dim(1);
-    if idx.size()[0] == 0 {
-        return x.shallow_clone();
-    }
-    x.index_copy(0, &idx, &gaussian(&x.index_select(0, &idx), &s.index_select(0, &idx), sigma[1]))
+    let mut y = x.copy();
+    on_chosen(&mut y, &on.view([n]).gt(0.5), dev.is_cuda(), |imgs, pick| gaussian(imgs, &pick(&s), sigma[1]));
+    y
 }
 
 /// Every image of `x` blurred with its own σ (`s`, [N, 1]); the kernel radius is 3·`max_sigma`.

@@ -77,14 +77,6 @@ impl Flat {
         Ok(Self { values, segments })
     }
 
-    pub fn len(&self) -> usize {
-        self.segments.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
-    }
-
     /// A zero buffer like [`Flat::values`] (optimizer state).
     pub fn zeros(&self) -> Tensor {
         self.values.zeros_like()

@@ -103,6 +103,13 @@ pub struct MachineRecord {
     pub cpu: String,
 }
 
+impl MachineRecord {
+    /// The build that recorded this.
+    pub fn build(&self) -> BuildInfo {
+        BuildInfo { version: self.repro_version.clone(), git_commit: self.git_commit.clone(), git_dirty: self.git_dirty }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvRecord {
     pub schema_version: u32,
@@ -146,8 +153,7 @@ impl EnvRecord {
 
     /// The build that made this run.
     pub fn build(&self) -> BuildInfo {
-        let m = &self.machine;
-        BuildInfo { version: m.repro_version.clone(), git_commit: m.git_commit.clone(), git_dirty: m.git_dirty }
+        self.machine.build()
     }
 }
 

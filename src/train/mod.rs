@@ -125,6 +125,24 @@ impl Precision {
     }
 }
 
+/// The two normalised training views of a batch `x` (float, [0, 1]) in the model's layout.
+pub fn two_views(model: &Model, x: &Tensor, t: &Target, norm: &Normalize) -> (Tensor, Tensor) {
+    let view = |i| model.layout(&norm.apply(&random_view(x, &t.augment, i)));
+    (view(0), view(1))
+}
+
+/// One training step on two views: the loss under `precision`, backward, the optimizer at `lr`, then
+/// the method's own update for step `step` of `total` (EMA targets). Returns the loss and its terms.
+#[allow(clippy::too_many_arguments)]
+pub fn step(model: &mut Model, opt: &mut optim::Optimizer, precision: Precision, v1: &Tensor, v2: &Tensor, lr: f64, step: usize, total: usize) -> Result<crate::methods::StepLoss> {
+    let out = precision.run(|| model.loss(v1, v2))?;
+    opt.zero_grad();
+    out.total.backward();
+    opt.step(lr);
+    model.after_step(step, total)?;
+    Ok(out)
+}
+
 /// Trains `model` for the target's epochs at `seed`, resuming from `dir`'s checkpoint when one exists.
 /// Nothing inside a step waits for the device: the loss and its terms are summed where they are
 /// computed and read once per epoch (a non-finite epoch mean stops the run before its checkpoint).
@@ -156,28 +174,20 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
         tch::manual_seed(util::derive_seed(seed, &format!("epoch{epoch}")) as i64);
         let device = data.images.device();
         let perm = Tensor::randperm(n as i64, (Kind::Int64, device));
-        let mut sum = Tensor::zeros([], (Kind::Double, device));
-        let mut term_sums: Vec<(String, Tensor)> = Vec::new();
+        let zero = || Tensor::zeros([], (Kind::Double, device));
+        let mut sum = zero();
+        let mut term_sums: std::collections::BTreeMap<String, Tensor> = Default::default();
         let mut lr = 0.0;
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
             let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let v1 = model.layout(&norm.apply(&random_view(&x, &t.augment, 0)));
-            let v2 = model.layout(&norm.apply(&random_view(&x, &t.augment, 1)));
-            let out = precision.run(|| model.loss(&v1, &v2))?;
-            lr = optim::learning_rate(&t.train.schedule, epoch * steps_per_epoch + s, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
-            opt.zero_grad();
-            out.total.backward();
-            opt.step(lr);
-            model.after_step(epoch * steps_per_epoch + s, total)?;
+            let (v1, v2) = two_views(model, &x, t, norm);
+            let at = epoch * steps_per_epoch + s;
+            lr = optim::learning_rate(&t.train.schedule, at, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
+            let out = step(model, &mut opt, precision, &v1, &v2, lr, at, total)?;
             let _ = sum.g_add_(&out.total.detach().to_kind(Kind::Double));
             for (k, v) in &out.terms {
-                if !term_sums.iter().any(|(name, _)| name == k) {
-                    term_sums.push(((*k).to_owned(), Tensor::zeros([], (Kind::Double, device))));
-                }
-                if let Some((_, acc)) = term_sums.iter_mut().find(|(name, _)| name == k) {
-                    let _ = acc.g_add_(&v.detach().to_kind(Kind::Double));
-                }
+                let _ = term_sums.entry((*k).to_owned()).or_insert_with(zero).g_add_(&v.detach().to_kind(Kind::Double));
             }
         }
         let steps = steps_per_epoch as f64;
@@ -187,12 +197,10 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
             bail!("the loss became {loss} during epoch {} (its checkpoint was not written); lower train.lr or check the method parameters", epoch + 1);
         }
         let monitor = monitor_knn(model, data, norm, t, classes)?;
-        let mut terms: Vec<(String, f64)> = term_sums.iter().map(|(k, v)| (k.clone(), v.double_value(&[]) / steps)).collect();
-        terms.sort_by(|a, b| a.0.cmp(&b.0));
         let log = EpochLog {
             epoch: epoch + 1,
             loss,
-            terms: terms.into_iter().collect(),
+            terms: term_sums.iter().map(|(k, v)| (k.clone(), v.double_value(&[]) / steps)).collect(),
             lr,
             images_per_s: (steps_per_epoch * bs) as f64 / epoch_s,
             monitor_knn_top1: Some(monitor),
