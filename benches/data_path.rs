@@ -36,10 +36,11 @@ fn jpeg(i: u32) -> Vec<u8> {
 }
 
 fn two_views(x: &Tensor, a: &Augment, norm: &Normalize) -> (Tensor, Tensor) {
-    (norm.apply(&random_view(x, a, 0)), norm.apply(&random_view(x, a, 1)))
+    (norm.apply(&random_view(x, a, 0).expect("view")), norm.apply(&random_view(x, a, 1).expect("view")))
 }
 
 fn bench(c: &mut Criterion) {
+    repro::machine::tune_allocator(); // as the binary does at start-up
     tch::manual_seed(0);
     let a = views();
     let norm = Normalize::new(&[0.5, 0.5, 0.5], &[0.25, 0.25, 0.25], Device::Cpu);
@@ -72,6 +73,7 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     // One core, as `../shared/bench/official_aug_bench.py` times the official (PIL) views.
+    // libtorch's threads, which the CPU jitter kernel follows too.
     let threads = tch::get_num_threads();
     tch::set_num_threads(1);
     let mut g = c.benchmark_group("two_view_augment_batch256_1thread");

@@ -20,6 +20,7 @@ fn data(rows: usize, dim: usize, seed: u64) -> Array2<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    repro::machine::tune_allocator(); // as the binary does at start-up
     let (n_train, n_test, dim) = (50_000, 10_000, 512);
     let (train, test) = (data(n_train, dim, 1), data(n_test, dim, 2));
     let labels: Vec<u32> = (0..n_train as u32).map(|i| i % 10).collect();

@@ -34,6 +34,7 @@ fn run(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, 
 }
 
 fn bench(c: &mut Criterion) {
+    repro::machine::tune_allocator(); // as the binary does at start-up
     tch::manual_seed(0);
     let mut g = c.benchmark_group("loss_fwd_bwd");
     g.sample_size(10);

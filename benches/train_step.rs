@@ -23,6 +23,7 @@ fn target(width: i64, projector: &str) -> Target {
 }
 
 fn bench(c: &mut Criterion) {
+    repro::machine::tune_allocator(); // as the binary does at start-up
     tch::manual_seed(0);
     let t = target(8, "[512, 512, 64]");
     let norm = Normalize::new(&[0.286], &[0.353], Device::Cpu);
@@ -31,11 +32,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(256));
     g.sample_size(10);
     let mut model = Model::new(&t, 1, 28, Device::Cpu).expect("model");
-    g.bench_function("two_view_augment", |b| b.iter(|| two_views(&model, &x, &t, &norm)));
+    g.bench_function("two_view_augment", |b| b.iter(|| two_views(&model, &x, &t, &norm).expect("views")));
     let mut opt = Optimizer::new(&model.vs, &t.train.optimizer, 1e-4).expect("optimizer");
     g.bench_function("corinfomax_step_w8", |b| {
         b.iter(|| {
-            let (v1, v2) = two_views(&model, &x, &t, &norm);
+            let (v1, v2) = two_views(&model, &x, &t, &norm).expect("views");
             step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.1, 0, 1).expect("step")
         })
     });
@@ -64,7 +65,7 @@ fn paper(c: &mut Criterion, batch: i64) {
     });
     g.bench_function("corinfomax_step_w64_with_views", |b| {
         b.iter(|| {
-            let (v1, v2) = two_views(&model, &x, &t, &norm);
+            let (v1, v2) = two_views(&model, &x, &t, &norm).expect("views");
             step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.5, 0, 1).expect("step")
         })
     });

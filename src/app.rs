@@ -419,13 +419,13 @@ struct Views<'a> {
 
 impl Views<'_> {
     /// Embeds `n` images of `set`, each batch passed through `view` (floats in [0, 1], [B, C, H, W]).
-    fn embed_viewed(&mut self, set: &data::ImageSet, n: usize, view: &dyn Fn(&tch::Tensor) -> tch::Tensor) -> Result<ndarray::Array2<f32>> {
+    fn embed_viewed(&mut self, set: &data::ImageSet, n: usize, view: &dyn Fn(&tch::Tensor) -> Result<tch::Tensor>) -> Result<ndarray::Array2<f32>> {
         let (c, h, w, device) = (set.c, set.h, set.w, self.device);
         let l = set.image_len();
         eval::embed_with(self.enc, n, [c, h, w], self.pre, self.batch, &mut |start, count| {
             let px = eval::unit_pixels(&set.pixels[start * l..(start + count) * l]);
             let x = tch::Tensor::from_slice(&px).reshape([count as i64, c as i64, h as i64, w as i64]).to_device(device);
-            let y = view(&x).to_device(Device::Cpu).contiguous();
+            let y = view(&x)?.to_device(Device::Cpu).contiguous();
             Vec::<f32>::try_from(y.flatten(0, -1)).map_err(|e| anyhow!("probe views: {e}"))
         })
     }
@@ -444,7 +444,7 @@ impl eval::ProbeViews for Views<'_> {
         if side < splits.test.h {
             bail!("test_resize {side} is smaller than the {} px images; the centre crop needs at least the image size", splits.test.h);
         }
-        self.embed_viewed(&splits.test, splits.test.n, &|x| data::augment::resize_center_crop(x, side as i64))
+        self.embed_viewed(&splits.test, splits.test.n, &|x| Ok(data::augment::resize_center_crop(x, side as i64)))
     }
 }
 

@@ -111,11 +111,11 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
     let batch = || images.to_kind(Kind::Float) / 255.0;
 
     // Views alone (one warm-up batch).
-    let _ = train::two_views(&model, &batch(), t, &norm);
+    let _ = train::two_views(&model, &batch(), t, &norm)?;
     sync(device);
     let started = Instant::now();
     for _ in 0..o.steps {
-        let _ = train::two_views(&model, &batch(), t, &norm);
+        let _ = train::two_views(&model, &batch(), t, &norm)?;
     }
     sync(device);
     let views_images_per_s = (b as usize * o.steps) as f64 / started.elapsed().as_secs_f64();
@@ -125,7 +125,7 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
         let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
         let total = o.steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<Tensor> {
-            let (v1, v2) = train::two_views(model, &batch(), t, &norm);
+            let (v1, v2) = train::two_views(model, &batch(), t, &norm)?;
             Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.total.detach())
         };
         for i in 0..2 {
@@ -229,9 +229,9 @@ fn loss_trace(t: &Target, info: &DatasetInfo, c: i64, s: i64, device: Device, st
     let views: Vec<(Tensor, Tensor)> = (0..steps)
         .map(|_| {
             let x = Tensor::randint(256, [b, c, s, s], (Kind::Uint8, Device::Cpu)).to_kind(Kind::Float) / 255.0;
-            (norm.apply(&random_view(&x, &t.augment, 0)), norm.apply(&random_view(&x, &t.augment, 1)))
+            Ok((norm.apply(&random_view(&x, &t.augment, 0)?), norm.apply(&random_view(&x, &t.augment, 1)?)))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     tch::manual_seed(2);
     let start = Model::new(t, c, s as usize, Device::Cpu)?;
     let run = |dev: Device| -> Result<Vec<f64>> {

@@ -69,6 +69,30 @@ fn pick_device(arg: crate::cli::DeviceArg) -> Result<(tch::Device, Option<String
     }
 }
 
+/// Keeps freed tensor memory in the process for reuse. With glibc's defaults every CPU tensor of
+/// more than a few MiB is a fresh `mmap` (or a heap top trimmed back to the kernel on free), so each
+/// step pays page faults on zeroed pages again: on the 2-core test machine the batched views ran
+/// 1.4× faster (the crop 2×) with tensors up to 256 MiB served from the heap and up to 1 GiB of
+/// free heap kept (`MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` in the environment still
+/// win). What PyTorch's CPU tuning guide gets from preloading jemalloc or tcmalloc. Called at
+/// start-up by the binary and the benches.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const MMAP_THRESHOLD: i32 = 256 << 20;
+        const TRIM_THRESHOLD: i32 = 1 << 30;
+        // SAFETY: mallopt only sets glibc malloc parameters; no allocation is in flight.
+        unsafe {
+            if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            }
+            if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+            }
+        }
+    }
+}
+
 /// Sets libtorch's global switches for a run: cuDNN's benchmark mode (fastest kernels, chosen by
 /// timing, not bit-repeatable) unless `deterministic`, and then deterministic algorithms and cuDNN.
 /// libtorch's C API has only the benchmark switch; the others are `at::Context` methods, found in

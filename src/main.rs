@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    repro::machine::tune_allocator();
     let cli = match repro::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -126,9 +126,9 @@ impl Precision {
 }
 
 /// The two normalised training views of a batch `x` (float, [0, 1]) in the model's layout.
-pub fn two_views(model: &Model, x: &Tensor, t: &Target, norm: &Normalize) -> (Tensor, Tensor) {
-    let view = |i| model.layout(&norm.apply(&random_view(x, &t.augment, i)));
-    (view(0), view(1))
+pub fn two_views(model: &Model, x: &Tensor, t: &Target, norm: &Normalize) -> Result<(Tensor, Tensor)> {
+    let view = |i| random_view(x, &t.augment, i).map(|v| model.layout(&norm.apply(&v)));
+    Ok((view(0)?, view(1)?))
 }
 
 /// One training step on two views: the loss under `precision`, backward, the optimizer at `lr`, then
@@ -181,7 +181,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
             let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let (v1, v2) = two_views(model, &x, t, norm);
+            let (v1, v2) = two_views(model, &x, t, norm)?;
             let at = epoch * steps_per_epoch + s;
             lr = optim::learning_rate(&t.train.schedule, at, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
             let out = step(model, &mut opt, precision, &v1, &v2, lr, at, total)?;
