@@ -188,9 +188,9 @@ fn jitter_tensors(x: &Tensor, d: &JitterDraws) -> Tensor {
 }
 
 /// The jitter on the CPU: each image's operations in its drawn order, one pass over its pixels per
-/// operation (two for contrast, which needs the image's mean luma), the images split over as many
-/// threads as libtorch's intra-op setting (`tch::get_num_threads`). The formulas are
-/// [`jitter_op`]'s, pixel by pixel.
+/// operation (two for contrast, which needs the image's mean luma). The images are split into as
+/// many parts as libtorch's intra-op thread count (`tch::get_num_threads`), run on rayon's pool, so
+/// one libtorch thread means one core. The formulas are [`jitter_op`]'s, pixel by pixel.
 fn jitter_cpu(x: &Tensor, d: &JitterDraws) -> Result<Tensor> {
     use rayon::prelude::*;
     let size = x.size();
@@ -201,6 +201,9 @@ fn jitter_cpu(x: &Tensor, d: &JitterDraws) -> Result<Tensor> {
     let factors = [host(&d.factors[0])?, host(&d.factors[1])?, host(&d.factors[2])?, host(&d.factors[3])?];
     let order = Vec::<i64>::try_from(d.order.flatten(0, -1)).context("colour jitter: reading its random order")?;
     let mut px = Vec::<f32>::try_from(x.contiguous().flatten(0, -1)).context("colour jitter: reading the images")?;
+    if px.is_empty() {
+        return Ok(x.shallow_clone());
+    }
     let enabled = d.enabled;
     let per_thread = on.len().div_ceil(tch::get_num_threads().max(1) as usize).max(1);
     px.par_chunks_mut(per_thread * c * hw).enumerate().for_each(|(part, images)| {
@@ -680,6 +683,12 @@ mod tests {
         let _rng = crate::rng_lock();
         for c in [3, 1] {
             let x = Tensor::rand([64, c, 8, 8], tch::kind::FLOAT_CPU);
+            if c == 3 {
+                // Two-way ties of the maximum (r = g), grays and 0/1 channels, where the hue branches.
+                let _ = x.narrow(0, 0, 8).narrow(1, 1, 1).copy_(&x.narrow(0, 0, 8).narrow(1, 0, 1));
+                let _ = x.narrow(0, 8, 8).copy_(&x.narrow(0, 8, 8).narrow(1, 2, 1).expand([8, 3, 8, 8], true));
+                let _ = x.narrow(0, 16, 8).copy_(&x.narrow(0, 16, 8).ge(0.5).to_kind(Kind::Float));
+            }
             let j = Jitter { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 };
             tch::manual_seed(11);
             let d = JitterDraws::new(&x, &j);
