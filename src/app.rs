@@ -36,6 +36,10 @@ pub fn main(cli: Cli) -> Result<Outcome> {
         Command::Gate { dir, baseline, tolerance } => gate::run(&dir, baseline.as_deref(), tolerance),
         Command::Loss(args) => loss(&args),
         Command::Env { json } => env_command(json),
+        Command::Methods => {
+            print!("{}", plan::methods::markdown_table());
+            Ok(Outcome::Success)
+        }
         Command::Bench(args) => bench(&cli.lock, &args),
     }
 }
@@ -599,117 +603,20 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
         .map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
 }
 
-/// Every method `repro loss` knows (its defaults are the official codes' values; see `loss`).
-const LOSS_METHODS: &str = "amdim, barlow_twins, byol, corinfomax, emi, er, simclr, vicreg";
-
-/// `repro loss amdim` parameters: the method's, plus the seed of the random 5x5 source locations.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AmdimLoss {
-    tclip: f64,
-    score_reg: f64,
-    seed: i64,
-}
-
-/// `repro loss er` parameters.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ErLoss {
-    /// sphere (vMF with `kappa`) or discrete (rows are probabilities).
-    support: String,
-    kappa: f64,
-    reduction: plan::ErReduction,
-}
-
 /// Evaluates one method's objective on given embeddings and prints it as JSON. Unless `--set`
-/// changes them, the hyper-parameters are the official codes' values (see the loss files' headers).
+/// changes them, the hyper-parameters are the official codes' values (each method's
+/// `plan::methods` defaults, or its `repro loss` arguments in `methods::<name>`).
 fn loss(a: &LossArgs) -> Result<Outcome> {
     let (z1, z2) = (read_matrix(&a.z1)?, read_matrix(&a.z2)?);
     let to_tensor = |z: &ndarray::Array2<f64>| {
         let (n, d) = z.dim();
         tch::Tensor::from_slice(z.as_standard_layout().as_slice().unwrap_or(&[])).reshape([n as i64, d as i64])
     };
-    let (t1, t2) = (to_tensor(&z1), to_tensor(&z2));
     let files = format!("({} and {})", a.z1.display(), a.z2.display());
-    use crate::losses;
-    let (out, params) = match a.method.as_str() {
-        "corinfomax" => {
-            // The CIFAR-10 run of the official README, from a fresh state; embeddings used as given.
-            let defaults = plan::CorInfoMaxParams { projector: vec![z1.ncols() as i64], alpha: 250.0, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1e-8, normalize: false };
-            let p = loss_params(defaults, &a.set)?;
-            let d = z1.ncols() as i64;
-            let states = [losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu), losses::corinfomax::BranchState::new(d, p.r_ini, Device::Cpu)];
-            losses::corinfomax::check_inputs(&t1, &t2, &states).map_err(|e| anyhow!("{e:#} {files}"))?;
-            let out = losses::corinfomax::loss(&t1, &t2, &states, &p);
-            let l = losses::Loss { total: out.total, terms: vec![("invariance", out.invariance), ("covariance", out.covariance)] };
-            (Ok(l), serde_json::to_value(&p)?)
-        }
-        "simclr" => {
-            let p = loss_params(plan::SimclrParams { projector: vec![z1.ncols() as i64], temperature: 0.5 }, &a.set)?;
-            (losses::simclr::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
-        }
-        "barlow_twins" => {
-            let p = loss_params(plan::BarlowTwinsParams { projector: vec![z1.ncols() as i64], lambda: 0.0051, scale: 1.0 }, &a.set)?;
-            (losses::barlow_twins::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
-        }
-        "vicreg" => {
-            let p = loss_params(plan::VicregParams { projector: vec![z1.ncols() as i64], sim_coeff: 25.0, std_coeff: 25.0, cov_coeff: 1.0 }, &a.set)?;
-            (losses::vicreg::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
-        }
-        "byol" => {
-            if !a.set.is_empty() {
-                bail!("repro loss byol takes no parameters; remove --set");
-            }
-            (losses::byol::loss(&t1, &t2), serde_json::json!({}))
-        }
-        "emi" => {
-            let p = loss_params(plan::EmiParams { projector: vec![z1.ncols() as i64], eps: 1e-3, standardize: true }, &a.set)?;
-            (losses::emi::loss(&t1, &t2, &p), serde_json::to_value(&p)?)
-        }
-        "amdim" => {
-            // Each row is one image's [r1 | r5 | r7], channel-major: D + 25·D + 49·D = 75·D columns.
-            let p = loss_params(AmdimLoss { tclip: 20.0, score_reg: 0.05, seed: 0 }, &a.set)?;
-            let cols = z1.ncols() as i64;
-            if cols % 75 != 0 || z1.dim() != z2.dim() {
-                bail!("repro loss amdim: each row must hold [r1 | r5 | r7] of one image, 75·D columns (D + 25·D + 49·D); got {:?} and {:?} {files}", z1.dim(), z2.dim());
-            }
-            let d = cols / 75;
-            let n = z1.nrows() as i64;
-            let split = |t: &tch::Tensor| (t.narrow(1, 0, d), t.narrow(1, d, 25 * d).reshape([n, d, 5, 5]), t.narrow(1, 26 * d, 49 * d).reshape([n, d, 7, 7]));
-            let ((a1, a5, a7), (b1, b5, b7)) = (split(&t1), split(&t2));
-            tch::manual_seed(p.seed);
-            let (i1, i2) = (tch::Tensor::randint(25, [n], tch::kind::INT64_CPU), tch::Tensor::randint(25, [n], tch::kind::INT64_CPU));
-            let va = losses::amdim::Views { r1: &a1, r5: &a5, r7: &a7, source5: &i1 };
-            let vb = losses::amdim::Views { r1: &b1, r5: &b5, r7: &b7, source5: &i2 };
-            (losses::amdim::loss(&va, &vb, p.tclip, p.score_reg), serde_json::to_value(&p)?)
-        }
-        "er" => {
-            let p = loss_params(ErLoss { support: "sphere".into(), kappa: 10.0, reduction: plan::ErReduction::Expectation }, &a.set)?;
-            let support = match p.support.as_str() {
-                "sphere" => losses::er::Support::Sphere { kappa: p.kappa },
-                "discrete" => losses::er::Support::Discrete,
-                other => bail!("--set support={other}: expected sphere or discrete"),
-            };
-            (losses::er::loss(&t1, &t2, support, p.reduction), serde_json::to_value(&p)?)
-        }
-        other => bail!("repro loss: unknown method {other:?}; available: {LOSS_METHODS}"),
-    };
-    let out = out.map_err(|e| anyhow!("{e:#} {files}"))?;
+    let (out, params) = crate::methods::loss_on(&a.method, &a.set, &to_tensor(&z1), &to_tensor(&z2), &files)?;
     let v = |t: &tch::Tensor| t.double_value(&[]);
     let terms: serde_json::Map<String, serde_json::Value> = out.terms.iter().map(|(k, t)| ((*k).to_owned(), v(t).into())).collect();
     let json = serde_json::json!({ "method": a.method, "loss": v(&out.total), "terms": terms, "params": params });
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(Outcome::Success)
-}
-
-/// `defaults` with `--set key=value` applied, checked by the params type (unknown keys refused).
-fn loss_params<P: serde::Serialize + serde::de::DeserializeOwned>(defaults: P, set: &[String]) -> Result<P> {
-    let mut params = serde_yaml::to_value(defaults)?;
-    for s in set {
-        let o = suite::Override::parse(s)?;
-        if let serde_yaml::Value::Mapping(m) = &mut params {
-            m.insert(serde_yaml::Value::String(o.path.join(".")), o.value);
-        }
-    }
-    serde_yaml::from_value(params).map_err(|e| anyhow!("--set: {e}"))
 }

@@ -93,6 +93,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the methods a suite may name, with their paper, reference code, `method_params`
+    /// (and defaults) and known deviations: the README's method table, as Markdown.
+    Methods,
 }
 
 #[derive(Debug, Args)]

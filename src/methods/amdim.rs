@@ -11,15 +11,16 @@
 //! the same time (they do not touch the encoder's gradients; this harness's probe runs after
 //! training), and its flip is drawn once per image for both views (here per view).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::StepLoss;
+use super::{Objective, Parts, StepLoss, Trains};
 use crate::losses::amdim::{self as loss, Views};
 use crate::nn::amdim::Maps;
-use crate::nn::torch_default;
-use crate::plan::AmdimParams;
+use crate::nn::{torch_default, Encoder};
+use crate::plan::{AmdimParams, Backbone};
 
 /// The projection of a local map to n_rkhs channels.
 #[derive(Debug)]
@@ -85,6 +86,57 @@ impl Amdim {
         let a = Views { r1: &m1.r1, r5: &r5_1, r7: &r7_1, source5: &i1 };
         let b = Views { r1: &m2.r1, r5: &r5_2, r7: &r7_2, source5: &i2 };
         loss::loss(&a, &b, self.params.tclip, self.params.score_reg)
+    }
+}
+
+impl Objective for Amdim {
+    /// Two encoder calls, so BatchNorm statistics are per view, as the official model.
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
+        let Encoder::Amdim(e) = encoder else {
+            bail!("method amdim needs backbone.arch: amdim");
+        };
+        self.step(&e.maps(v1, true), &e.maps(v2, true))
+    }
+}
+
+/// `repro loss amdim` arguments: the method's, plus the seed of the random 5×5 source locations.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmdimLoss {
+    tclip: f64,
+    score_reg: f64,
+    seed: i64,
+}
+
+impl Default for AmdimLoss {
+    fn default() -> Self {
+        let p = AmdimParams::default();
+        Self { tclip: p.tclip, score_reg: p.score_reg, seed: 0 }
+    }
+}
+
+impl Trains for AmdimParams {
+    type LossArgs = AmdimLoss;
+    fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>> {
+        let (Encoder::Amdim(a), Backbone::Amdim { n_rkhs, use_bn, .. }) = (parts.encoder, parts.backbone) else {
+            bail!("method amdim needs backbone.arch: amdim (its loss reads the encoder's 5x5 and 7x7 maps)");
+        };
+        Ok(Box::new(Amdim::new(&parts.root, a.map_channels(), *n_rkhs, *use_bn, self)))
+    }
+    /// Each row is one image's [r1 | r5 | r7], channel-major: D + 25·D + 49·D = 75·D columns.
+    fn loss_on(p: &AmdimLoss, z1: &Tensor, z2: &Tensor) -> Result<StepLoss> {
+        let (s1, s2) = (z1.size(), z2.size());
+        if s1.len() != 2 || s1[1] % 75 != 0 || s1 != s2 {
+            bail!("repro loss amdim: each row must hold [r1 | r5 | r7] of one image, 75·D columns (D + 25·D + 49·D); got {s1:?} and {s2:?}");
+        }
+        let (n, d) = (s1[0], s1[1] / 75);
+        let split = |t: &Tensor| (t.narrow(1, 0, d), t.narrow(1, d, 25 * d).reshape([n, d, 5, 5]), t.narrow(1, 26 * d, 49 * d).reshape([n, d, 7, 7]));
+        let ((a1, a5, a7), (b1, b5, b7)) = (split(z1), split(z2));
+        tch::manual_seed(p.seed);
+        let (i1, i2) = (Tensor::randint(25, [n], tch::kind::INT64_CPU), Tensor::randint(25, [n], tch::kind::INT64_CPU));
+        let va = Views { r1: &a1, r5: &a5, r7: &a7, source5: &i1 };
+        let vb = Views { r1: &b1, r5: &b5, r7: &b7, source5: &i2 };
+        loss::loss(&va, &vb, p.tclip, p.score_reg)
     }
 }
 

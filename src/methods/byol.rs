@@ -10,7 +10,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use super::ema::Ema;
-use super::StepLoss;
+use super::{features, NoArgs, Objective, Parts, StepLoss, Trains};
 use crate::losses;
 use crate::nn::heads::{Mlp, Style};
 use crate::nn::Encoder;
@@ -47,6 +47,30 @@ impl Byol {
         let b = losses::byol::loss(&p2, &t1.detach())?;
         let total = &a.total + &b.total;
         Ok(StepLoss { total: total.shallow_clone(), terms: vec![("regression", total)] })
+    }
+}
+
+impl Objective for Byol {
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
+        let (h1, h2) = features(encoder, v1, v2);
+        self.step(&h1, &h2, v1, v2)
+    }
+    fn target(&self) -> Option<&Ema> {
+        Some(&self.target)
+    }
+    fn target_mut(&mut self) -> Option<&mut Ema> {
+        Some(&mut self.target)
+    }
+}
+
+impl Trains for ByolParams {
+    /// `repro loss byol` is the regression of given predictions onto given targets: no parameters.
+    type LossArgs = NoArgs;
+    fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>> {
+        Ok(Box::new(Byol::new(&parts.root, parts.feature_dim, self, parts.make_encoder)?))
+    }
+    fn loss_on(_: &NoArgs, z1: &Tensor, z2: &Tensor) -> Result<StepLoss> {
+        losses::byol::loss(z1, z2)
     }
 }
 

@@ -6,9 +6,10 @@ use anyhow::{Context, Result};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use super::StepLoss;
+use super::{features, Objective, Parts, StepLoss, Trains};
 use crate::losses::corinfomax::{self as loss, BranchState};
 use crate::nn::heads::{Mlp, Style};
+use crate::nn::Encoder;
 use crate::plan::CorInfoMaxParams;
 
 pub struct CorInfoMax {
@@ -48,7 +49,7 @@ impl CorInfoMax {
     }
 
     /// Running statistics to checkpoint.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
+    fn running_state(&self) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
         for (b, s) in self.states.iter().enumerate() {
             v.push((format!("corinfomax.mu{}", b + 1), s.mu.shallow_clone()));
@@ -57,7 +58,7 @@ impl CorInfoMax {
         v
     }
 
-    pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+    fn load_running_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
         let dev = self.states[0].r.device();
         let get = |k: &str| -> Result<Tensor> {
             named.iter().find(|(n, _)| n == k).map(|(_, t)| t.to_device(dev)).with_context(|| format!("checkpoint lacks {k}"))
@@ -67,5 +68,33 @@ impl CorInfoMax {
             BranchState { mu: get("corinfomax.mu2")?, r: get("corinfomax.r2")? },
         ];
         Ok(())
+    }
+}
+
+impl Objective for CorInfoMax {
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
+        let (h1, h2) = features(encoder, v1, v2);
+        self.step(&h1, &h2)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.running_state()
+    }
+    fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        self.load_running_state(named)
+    }
+}
+
+impl Trains for CorInfoMaxParams {
+    type LossArgs = Self;
+    fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>> {
+        Ok(Box::new(CorInfoMax::new(&parts.root, parts.feature_dim, self)))
+    }
+    /// From a fresh state (R_ini·I, zero mean); the embeddings are used as given.
+    fn loss_on(p: &Self, z1: &Tensor, z2: &Tensor) -> Result<StepLoss> {
+        let d = z1.size().get(1).copied().unwrap_or(0);
+        let states = [BranchState::new(d, p.r_ini, z1.device()), BranchState::new(d, p.r_ini, z1.device())];
+        loss::check_inputs(z1, z2, &states)?;
+        let out = loss::loss(z1, z2, &states, p);
+        Ok(StepLoss { total: out.total, terms: vec![("invariance", out.invariance), ("covariance", out.covariance)] })
     }
 }

@@ -15,12 +15,13 @@
 //! head (which branch's entropy, head sizes, temperatures) is read from its abstract and the ICLR
 //! 2023 EntRec text, not from code. The choices above are marked so in the README.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use super::ema::Ema;
-use super::StepLoss;
+use super::{features, Objective, Parts, StepLoss, Trains};
 use crate::losses::er::{self, Support};
 use crate::losses::{check_pair, l2_normalize};
 use crate::nn::heads::{Mlp, Style};
@@ -130,6 +131,50 @@ impl Er {
                 er::objective(&[(&s1, &t2), (&s2, &t1)], &[&s1, &s2], Support::Discrete, r)
             }
         })
+    }
+}
+
+impl Objective for Er {
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
+        let (h1, h2) = features(encoder, v1, v2);
+        self.step(&h1, &h2, v1, v2)
+    }
+    fn target(&self) -> Option<&Ema> {
+        Er::target(self)
+    }
+    fn target_mut(&mut self) -> Option<&mut Ema> {
+        Er::target_mut(self)
+    }
+}
+
+/// `repro loss er` arguments: the support of the given rows and the estimator.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErLoss {
+    /// `sphere` (vMF with `kappa`; rows are L2-normalised first) or `discrete` (rows are probabilities).
+    support: String,
+    kappa: f64,
+    reduction: ErReduction,
+}
+
+impl Default for ErLoss {
+    fn default() -> Self {
+        Self { support: "sphere".into(), kappa: 10.0, reduction: ErReduction::Expectation }
+    }
+}
+
+impl Trains for ErParams {
+    type LossArgs = ErLoss;
+    fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>> {
+        Ok(Box::new(Er::new(&parts.root, parts.feature_dim, self, parts.make_encoder)?))
+    }
+    fn loss_on(p: &ErLoss, z1: &Tensor, z2: &Tensor) -> Result<StepLoss> {
+        let support = match p.support.as_str() {
+            "sphere" => Support::Sphere { kappa: p.kappa },
+            "discrete" => Support::Discrete,
+            other => bail!("--set support={other}: expected sphere or discrete"),
+        };
+        er::loss(z1, z2, support, p.reduction)
     }
 }
 

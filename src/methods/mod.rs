@@ -1,5 +1,8 @@
-//! Methods: a method = backbone + heads + loss (+ its view pipeline). The registry is the one `match`
-//! on `plan::Method` in [`Model::new`]; the training loop only sees [`Model`].
+//! Methods on the training side: a method = backbone + heads + loss (+ its view pipeline). Each
+//! `methods/<name>.rs` implements [`Trains`] for its parameters (`plan::methods::<name>`): it builds
+//! the method's [`Objective`] (heads, state) and evaluates its loss on given embeddings for `repro
+//! loss`. The dispatch below is generated from the registry (`for_each_method!`); the training loop
+//! only sees [`Model`].
 
 pub mod amdim;
 pub mod barlow_twins;
@@ -12,42 +15,123 @@ pub mod projected;
 pub mod simclr;
 pub mod vicreg;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::nn::Encoder;
-use crate::plan::{Backbone, Method, Target};
+use crate::plan::{Backbone, Method, Params, Target};
 
 /// A loss and its named terms for logging.
 pub use crate::losses::Loss as StepLoss;
 
-enum Objective {
-    CorInfoMax(corinfomax::CorInfoMax),
-    /// SimCLR, Barlow Twins, VICReg, EMI: projector + loss.
-    Projected(projected::Projected),
-    Byol(Box<byol::Byol>),
-    Amdim(amdim::Amdim),
-    Er(Box<er::Er>),
-    None,
+/// What a method's objective is built from.
+pub struct Parts<'a> {
+    /// Where the method's own variables live (`method.` in the checkpoint).
+    pub root: nn::Path<'a>,
+    /// The backbone's output features.
+    pub feature_dim: i64,
+    pub encoder: &'a Encoder,
+    pub backbone: &'a Backbone,
+    /// Builds another backbone like the online one (EMA targets).
+    pub make_encoder: &'a dyn Fn(&nn::Path) -> Result<Encoder>,
 }
 
-impl Objective {
+/// A method's training-only part: heads, running state, EMA targets.
+pub trait Objective {
+    /// The SSL loss for two augmented, normalised views, through the online `encoder`.
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss>;
     /// The EMA target, for methods that keep one.
-    fn ema_mut(&mut self) -> Option<&mut ema::Ema> {
-        match self {
-            Objective::Byol(b) => Some(&mut b.target),
-            Objective::Er(e) => e.target_mut(),
-            _ => None,
+    fn target(&self) -> Option<&ema::Ema> {
+        None
+    }
+    fn target_mut(&mut self) -> Option<&mut ema::Ema> {
+        None
+    }
+    /// Non-variable state (running statistics, EMA targets) for checkpoints.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.target().map(|t| t.state()).unwrap_or_default()
+    }
+    fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        match self.target_mut() {
+            Some(t) => t.load_state(named).context("loading the EMA target"),
+            None => Ok(()),
         }
     }
+}
+
+/// The training side of a method's parameters.
+pub trait Trains: Params {
+    /// What `repro loss` reads from `--set`: the method's own parameters unless it needs others.
+    type LossArgs: Default + Serialize + DeserializeOwned;
+    fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>>;
+    /// The objective on two given embeddings (`repro loss`).
+    fn loss_on(args: &Self::LossArgs, z1: &Tensor, z2: &Tensor) -> Result<StepLoss>;
+}
+
+/// The `repro loss` arguments of a loss that takes none.
+#[derive(Default, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Both views' backbone features, in training mode.
+pub fn features(encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> (Tensor, Tensor) {
+    (encoder.forward_t(v1, true), encoder.forward_t(v2, true))
+}
+
+macro_rules! dispatch {
+    ($($name:ident $variant:ident $params:ident,)*) => {
+        fn objective(method: &Method, parts: Parts) -> Result<Option<Box<dyn Objective>>> {
+            Ok(match method {
+                $(Method::$variant(p) => Some(p.objective(parts)?),)*
+                Method::RandomInit => None,
+            })
+        }
+
+        /// `repro loss NAME`: the method's objective on `z1`, `z2` with its `--set` arguments
+        /// (defaults: the official values), and those arguments. Errors of the loss itself name
+        /// `inputs`.
+        pub fn loss_on(name: &str, set: &[String], z1: &Tensor, z2: &Tensor, inputs: &str) -> Result<(StepLoss, serde_json::Value)> {
+            match name {
+                $(n if n == <crate::plan::$params as Params>::NAME => {
+                    let args: <crate::plan::$params as Trains>::LossArgs = loss_args(n, set)?;
+                    let out = <crate::plan::$params as Trains>::loss_on(&args, z1, z2).map_err(|e| anyhow!("{e:#} {inputs}"))?;
+                    Ok((out, serde_json::to_value(&args)?))
+                })*
+                other => {
+                    let mut names = vec![$(<crate::plan::$params as Params>::NAME,)*];
+                    names.sort_unstable();
+                    bail!("repro loss: unknown method {other:?}; available: {}", names.join(", "))
+                }
+            }
+        }
+    };
+}
+
+crate::for_each_method!(dispatch);
+
+/// The defaults with `--set key=value` applied, checked by their type (unknown keys refused).
+fn loss_args<A: Default + Serialize + DeserializeOwned>(name: &str, set: &[String]) -> Result<A> {
+    let mut args = serde_yaml::to_value(A::default())?;
+    if !set.is_empty() && args.as_mapping().is_some_and(|m| m.is_empty()) {
+        bail!("repro loss {name} takes no parameters; remove --set");
+    }
+    for s in set {
+        let o = crate::suite::Override::parse(s)?;
+        if let serde_yaml::Value::Mapping(m) = &mut args {
+            m.insert(serde_yaml::Value::String(o.path.join(".")), o.value);
+        }
+    }
+    serde_yaml::from_value(args).map_err(|e| anyhow!("--set: {e}"))
 }
 
 /// Everything a target trains: the encoder (exported later) and the method's training-only parts.
 pub struct Model {
     pub vs: nn::VarStore,
     pub encoder: Encoder,
-    objective: Objective,
+    objective: Option<Box<dyn Objective>>,
     /// Weights in the channels-last layout; inputs should be too (`nn::trains_channels_last`).
     pub channels_last: bool,
 }
@@ -59,29 +143,14 @@ impl Model {
         let root = vs.root();
         let make_encoder = |r: &nn::Path| Encoder::new(r, &t.backbone, in_channels, image_size);
         let encoder = make_encoder(&root)?;
-        let (m, d) = (&root / "method", encoder.out_dim());
-        let objective = match &t.method {
-            Method::CorInfoMax(p) => Objective::CorInfoMax(corinfomax::CorInfoMax::new(&m, d, p)),
-            Method::Simclr(p) => Objective::Projected(simclr::new(&m, d, p)),
-            Method::BarlowTwins(p) => Objective::Projected(barlow_twins::new(&m, d, p)),
-            Method::Vicreg(p) => Objective::Projected(vicreg::new(&m, d, p)),
-            Method::Emi(p) => Objective::Projected(emi::new(&m, d, p)),
-            Method::Byol(p) => Objective::Byol(Box::new(byol::Byol::new(&m, d, p, &make_encoder)?)),
-            Method::Er(p) => Objective::Er(Box::new(er::Er::new(&m, d, p, &make_encoder)?)),
-            Method::Amdim(p) => {
-                let (Encoder::Amdim(a), Backbone::Amdim { n_rkhs, use_bn, .. }) = (&encoder, &t.backbone) else {
-                    bail!("method amdim needs backbone.arch: amdim (its loss reads the encoder's 5x5 and 7x7 maps)");
-                };
-                Objective::Amdim(amdim::Amdim::new(&m, a.map_channels(), *n_rkhs, *use_bn, p))
-            }
-            Method::RandomInit => Objective::None,
-        };
+        let parts = Parts { root: &root / "method", feature_dim: encoder.out_dim(), encoder: &encoder, backbone: &t.backbone, make_encoder: &make_encoder };
+        let objective = objective(&t.method, parts)?;
         let channels_last = crate::nn::trains_channels_last(&t.backbone, device);
         let mut model = Self { vs, encoder, objective, channels_last };
         if channels_last {
             crate::nn::channels_last(&model.vs);
         }
-        if let Some(target) = model.objective.ema_mut() {
+        if let Some(target) = model.objective.as_mut().and_then(|o| o.target_mut()) {
             if channels_last {
                 target.channels_last();
             }
@@ -101,7 +170,7 @@ impl Model {
 
     /// After each optimizer step (`step` of `total`, 0-based): the methods' own updates (EMA targets).
     pub fn after_step(&mut self, step: usize, total: usize) -> Result<()> {
-        if let Some(target) = self.objective.ema_mut() {
+        if let Some(target) = self.objective.as_mut().and_then(|o| o.target_mut()) {
             target.after_step(step, total);
         }
         Ok(())
@@ -109,38 +178,20 @@ impl Model {
 
     /// The SSL loss for two augmented, normalised views.
     pub fn loss(&mut self, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
-        if let (Objective::Amdim(m), Encoder::Amdim(e)) = (&self.objective, &self.encoder) {
-            // Two encoder calls, so BatchNorm statistics are per view, as the official model.
-            return m.step(&e.maps(v1, true), &e.maps(v2, true));
-        }
-        let h1 = self.encoder.forward_t(v1, true);
-        let h2 = self.encoder.forward_t(v2, true);
         match &mut self.objective {
-            Objective::CorInfoMax(m) => m.step(&h1, &h2),
-            Objective::Projected(m) => m.step(&h1, &h2),
-            Objective::Byol(m) => m.step(&h1, &h2, v1, v2),
-            Objective::Er(m) => m.step(&h1, &h2, v1, v2),
-            Objective::Amdim(_) => bail!("method amdim needs backbone.arch: amdim"),
-            Objective::None => bail!("this method has no training objective"),
+            Some(o) => o.loss(&self.encoder, v1, v2),
+            None => bail!("this method has no training objective"),
         }
     }
 
     /// Non-variable method state (running statistics, EMA targets) for checkpoints.
     pub fn method_state(&self) -> Vec<(String, Tensor)> {
-        match &self.objective {
-            Objective::CorInfoMax(m) => m.state(),
-            Objective::Byol(m) => m.target.state(),
-            Objective::Er(m) => m.target().map(|t| t.state()).unwrap_or_default(),
-            Objective::Projected(_) | Objective::Amdim(_) | Objective::None => Vec::new(),
-        }
+        self.objective.as_ref().map(|o| o.state()).unwrap_or_default()
     }
 
     pub fn load_method_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
-        if let Objective::CorInfoMax(m) = &mut self.objective {
-            return m.load_state(named);
-        }
-        match self.objective.ema_mut() {
-            Some(t) => t.load_state(named).context("loading the EMA target"),
+        match &mut self.objective {
+            Some(o) => o.load_state(named),
             None => Ok(()),
         }
     }

@@ -6,7 +6,8 @@ use anyhow::Result;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::StepLoss;
+use super::{features, Objective, StepLoss};
+use crate::nn::Encoder;
 use crate::nn::heads::{Mlp, Style};
 
 type LossFn = Box<dyn Fn(&Tensor, &Tensor) -> Result<StepLoss>>;
@@ -24,5 +25,12 @@ impl Projected {
     /// The loss on the backbone features of the two views.
     pub fn step(&self, h1: &Tensor, h2: &Tensor) -> Result<StepLoss> {
         (self.loss)(&self.projector.forward_t(h1, true), &self.projector.forward_t(h2, true))
+    }
+}
+
+impl Objective for Projected {
+    fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss> {
+        let (h1, h2) = features(encoder, v1, v2);
+        self.step(&h1, &h2)
     }
 }

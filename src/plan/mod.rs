@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+pub mod methods;
+
+pub use methods::*;
+
 use crate::suite::spec::{ExpectedSpec, TargetSpec};
 use crate::suite::LoadedSuite;
 
@@ -40,173 +44,6 @@ impl Target {
             self.id.clone()
         }
     }
-}
-
-/// The SSL method and its hyper-parameters. The YAML `method:` word is the variant name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case")]
-pub enum Method {
-    /// CorInfoMax (Ozsoy et al., NeurIPS 2022, arXiv 2209.07999).
-    CorInfoMax(CorInfoMaxParams),
-    /// SimCLR (Chen et al., ICML 2020, arXiv 2002.05709).
-    Simclr(SimclrParams),
-    /// Barlow Twins (Zbontar et al., ICML 2021, arXiv 2103.03230).
-    BarlowTwins(BarlowTwinsParams),
-    /// VICReg (Bardes et al., ICLR 2022, arXiv 2105.04906).
-    Vicreg(VicregParams),
-    /// BYOL (Grill et al., NeurIPS 2020, arXiv 2006.07733).
-    Byol(ByolParams),
-    /// EMI (Chang et al., arXiv 2409.04747; loss details unverified).
-    Emi(EmiParams),
-    /// AMDIM (Bachman et al., NeurIPS 2019, arXiv 1906.00910); needs `backbone.arch: amdim`.
-    Amdim(AmdimParams),
-    /// ER, entropy + reconstruction (Rodríguez-Gálvez et al., ICML 2023, arXiv 2307.10907).
-    Er(ErParams),
-    /// The backbone with its random initial weights: the floor trained numbers are read against.
-    RandomInit,
-}
-
-impl Method {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Method::CorInfoMax(_) => "corinfomax",
-            Method::Simclr(_) => "simclr",
-            Method::BarlowTwins(_) => "barlow_twins",
-            Method::Vicreg(_) => "vicreg",
-            Method::Byol(_) => "byol",
-            Method::Emi(_) => "emi",
-            Method::Amdim(_) => "amdim",
-            Method::Er(_) => "er",
-            Method::RandomInit => "random_init",
-        }
-    }
-    /// Whether this method trains at all (the random floor does not).
-    pub fn trains(&self) -> bool {
-        !matches!(self, Method::RandomInit)
-    }
-}
-
-/// CorInfoMax hyper-parameters; names follow the official code's arguments
-/// (`serdarozsoy/corinfomax-ssl`, `cifars-tiny/parsing_file.py`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CorInfoMaxParams {
-    /// Projector layer sizes after the backbone, e.g. [512, 512, 64].
-    pub projector: Vec<i64>,
-    /// Weight of the MSE attraction term (`sim_loss_weight`, README's α).
-    pub alpha: f64,
-    /// EMA factor of the covariance (`la_R`).
-    pub la_r: f64,
-    /// EMA factor of the mean (`la_mu`).
-    pub la_mu: f64,
-    /// Initial covariance scale (`R_ini`).
-    pub r_ini: f64,
-    /// Diagonal loading inside the log-det (`R_eps_weight`).
-    pub eps: f64,
-    /// L2-normalise the projector output (`--normalize_on`).
-    pub normalize: bool,
-}
-
-/// SimCLR NT-Xent (`losses::simclr`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimclrParams {
-    /// Projector sizes after the backbone (Linear-BN-ReLU blocks, plain last Linear), e.g. [2048, 128].
-    pub projector: Vec<i64>,
-    /// Softmax temperature T of the logits.
-    pub temperature: f64,
-}
-
-/// Barlow Twins (`losses::barlow_twins`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BarlowTwinsParams {
-    /// Projector sizes (Linear-BN-ReLU blocks, bias-free Linears as the official code), e.g. [2048, 2048, 2048].
-    pub projector: Vec<i64>,
-    /// Weight λ of the off-diagonal (redundancy) term; 0.0051 in the official code.
-    pub lambda: f64,
-    /// Factor on the whole loss (solo-learn's `scale_loss`); 1 in the official code.
-    pub scale: f64,
-}
-
-/// VICReg (`losses::vicreg`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VicregParams {
-    /// Expander sizes (Linear-BN-ReLU blocks, plain last Linear), e.g. [2048, 2048, 2048].
-    pub projector: Vec<i64>,
-    /// Invariance weight λ (25 officially).
-    pub sim_coeff: f64,
-    /// Variance weight μ (25 officially).
-    pub std_coeff: f64,
-    /// Covariance weight ν (1 officially).
-    pub cov_coeff: f64,
-}
-
-/// BYOL (`methods::byol`): projector and predictor heads and the target's EMA momentum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ByolParams {
-    /// Projector sizes, e.g. [4096, 256] (Linear-BN-ReLU, plain last Linear).
-    pub projector: Vec<i64>,
-    /// Predictor sizes, e.g. [4096, 256]; the last must equal the projector's.
-    pub predictor: Vec<i64>,
-    /// Base EMA coefficient τ_base of the target (0.996 in the paper); τ rises to 1 on a cosine.
-    pub momentum: f64,
-}
-
-/// EMI (`losses::emi`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmiParams {
-    /// Projector sizes (Linear-BN-ReLU blocks, plain last Linear; unverified against the paper).
-    pub projector: Vec<i64>,
-    /// ε·I added to each covariance before its log-determinant (unverified against the paper).
-    pub eps: f64,
-    /// Standardise each view's dimensions over the batch first, so ε is relative to unit variance
-    /// (the harness's choice, `true` in its suites: without it the loss rewards inflating the
-    /// features and collapsed a smoke run; the Gaussian MI itself is unchanged).
-    pub standardize: bool,
-}
-
-/// AMDIM (`losses::amdim`); the feature sizes live in `backbone` (`n_rkhs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmdimParams {
-    /// Soft clip of the scores, c·tanh(s/c) (`--tclip`, 20 in train.py).
-    pub tclip: f64,
-    /// Weight of the score regulariser mean(s²) (0.05 in costs.py).
-    pub score_reg: f64,
-}
-
-/// ER (`losses::er`): the head the objective is attached to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErParams {
-    /// Projector sizes after the backbone (Linear-BN-ReLU, plain last Linear).
-    pub projector: Vec<i64>,
-    /// "expectation" (plug-in) or "average" (Joe's estimator) entropy.
-    pub reduction: ErReduction,
-    pub head: ErHead,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErReduction {
-    Expectation,
-    Average,
-}
-
-/// How the ER terms attach to the network (`head: {name: ...}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ErHead {
-    /// SimCLR-like: both views through one projector, L2-normalised; von Mises–Fisher (sphere) terms.
-    Simclr { kappa: f64 },
-    /// BYOL-like: online projector + predictor reconstructs the EMA target's projection (sphere).
-    Byol { kappa: f64, predictor: Vec<i64>, momentum: f64 },
-    /// DINO/SwAV-like: softmax over `prototypes`; the EMA teacher's probabilities are the targets (discrete).
-    Dino { prototypes: i64, momentum: f64, student_temperature: f64, teacher_temperature: f64 },
 }
 
 /// The encoder network (`backbone.arch` and its fields); built by `nn::Encoder::new`.
@@ -639,7 +476,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
         p.push(&at("id"), format!("{id:?} must be non-empty and use only letters, digits, '_' and '-' (it names a folder)"));
     }
     let method_name = p.req(s.method.clone(), &at("method"), String::new());
-    let method = method(&method_name, s.method_params.as_ref(), &at("method_params"), p);
+    let method = Method::parse(&method_name, s.method_params.as_ref(), &at("method_params"), p).unwrap_or(Method::RandomInit);
 
     let backbone = backbone(s.backbone.clone().unwrap_or_default(), &at("backbone"), p);
 
@@ -656,8 +493,8 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             p.push(&at("data.image_size"), format!("expected 8..=1024 pixels, found {size}"));
         }
     }
-    if matches!(method, Method::Amdim(_)) && !matches!(backbone, Backbone::Amdim { .. }) {
-        p.push(&at("backbone.arch"), "method amdim needs backbone.arch: amdim (its loss reads the encoder's 5x5 and 7x7 maps)");
+    if let Some(why) = method.refuses(&backbone) {
+        p.push(&at("backbone.arch"), why);
     }
     if data.train_subset == Some(0) {
         p.push(&at("data.train_subset"), "expected at least 1 image (omit the key to use all)");
@@ -883,103 +720,6 @@ fn typed<T: serde::de::DeserializeOwned>(params: Value, at: &str, p: &mut Proble
             None
         }
     }
-}
-
-fn sizes(v: &[i64], at: &str, p: &mut Problems) {
-    if v.is_empty() || v.iter().any(|&d| d < 1) {
-        p.push(at, format!("expected a non-empty list of positive sizes, found {v:?}"));
-    }
-}
-
-/// The method names a suite may use.
-pub const METHODS: &str = "corinfomax, simclr, barlow_twins, vicreg, byol, emi, amdim, er, random_init";
-
-fn method(name: &str, params: Option<&Value>, at: &str, p: &mut Problems) -> Method {
-    let params = params.cloned().unwrap_or(Value::Mapping(Default::default()));
-    let k = |key: &str| format!("{at}.{key}");
-    let m = match name {
-        "corinfomax" => typed::<CorInfoMaxParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            p.non_negative(c.alpha, &k("alpha"));
-            p.unit(c.la_r, &k("la_r"));
-            p.unit(c.la_mu, &k("la_mu"));
-            p.positive(c.r_ini, &k("r_ini"));
-            p.non_negative(c.eps, &k("eps"));
-            Method::CorInfoMax(c)
-        }),
-        "simclr" => typed::<SimclrParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            p.positive(c.temperature, &k("temperature"));
-            Method::Simclr(c)
-        }),
-        "barlow_twins" => typed::<BarlowTwinsParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            p.non_negative(c.lambda, &k("lambda"));
-            p.positive(c.scale, &k("scale"));
-            Method::BarlowTwins(c)
-        }),
-        "vicreg" => typed::<VicregParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            for (v, key) in [(c.sim_coeff, "sim_coeff"), (c.std_coeff, "std_coeff"), (c.cov_coeff, "cov_coeff")] {
-                p.non_negative(v, &k(key));
-            }
-            Method::Vicreg(c)
-        }),
-        "byol" => typed::<ByolParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            sizes(&c.predictor, &k("predictor"), p);
-            if c.projector.last() != c.predictor.last() {
-                p.push(&k("predictor"), format!("the last size must equal the projector's ({:?}), found {:?}", c.projector.last(), c.predictor.last()));
-            }
-            p.unit(c.momentum, &k("momentum"));
-            Method::Byol(c)
-        }),
-        "emi" => typed::<EmiParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            p.non_negative(c.eps, &k("eps"));
-            Method::Emi(c)
-        }),
-        "amdim" => typed::<AmdimParams>(params, at, p).map(|c| {
-            p.positive(c.tclip, &k("tclip"));
-            p.non_negative(c.score_reg, &k("score_reg"));
-            Method::Amdim(c)
-        }),
-        "er" => typed::<ErParams>(params, at, p).map(|c| {
-            sizes(&c.projector, &k("projector"), p);
-            match &c.head {
-                ErHead::Simclr { kappa } => p.positive(*kappa, &k("head.kappa")),
-                ErHead::Byol { kappa, predictor, momentum } => {
-                    p.positive(*kappa, &k("head.kappa"));
-                    sizes(predictor, &k("head.predictor"), p);
-                    if c.projector.last() != predictor.last() {
-                        p.push(&k("head.predictor"), format!("the last size must equal the projector's ({:?}), found {:?}", c.projector.last(), predictor.last()));
-                    }
-                    p.unit(*momentum, &k("head.momentum"));
-                }
-                ErHead::Dino { prototypes, momentum, student_temperature, teacher_temperature } => {
-                    if *prototypes < 2 {
-                        p.push(&k("head.prototypes"), format!("expected at least 2, found {prototypes}"));
-                    }
-                    p.unit(*momentum, &k("head.momentum"));
-                    p.positive(*student_temperature, &k("head.student_temperature"));
-                    p.positive(*teacher_temperature, &k("head.teacher_temperature"));
-                }
-            }
-            Method::Er(c)
-        }),
-        "random_init" => {
-            if params.as_mapping().is_some_and(|m| !m.is_empty()) {
-                p.push(at, "random_init takes no parameters; remove method_params");
-            }
-            Some(Method::RandomInit)
-        }
-        "" => None,
-        other => {
-            p.push(&at.replace("method_params", "method"), format!("unknown method {other:?}; expected one of: {METHODS}"));
-            None
-        }
-    };
-    m.unwrap_or(Method::RandomInit)
 }
 
 /// One linear-probe protocol (`eval.linear` or an entry of `eval.extra_linear`), every field explicit.
