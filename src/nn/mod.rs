@@ -7,6 +7,7 @@ pub mod amdim;
 pub mod flat;
 pub mod heads;
 pub mod resnet;
+pub mod vit;
 
 use anyhow::Result;
 use tch::nn::{self as tnn, ModuleT};
@@ -122,6 +123,7 @@ pub fn emit_batch_norm(g: &mut GraphBuilder, name: &str, bn: &tnn::BatchNorm, x:
 pub enum Encoder {
     Resnet18(resnet::ResNet18),
     Amdim(amdim::Amdim),
+    Vit(vit::Vit),
 }
 
 impl Encoder {
@@ -132,6 +134,7 @@ impl Encoder {
             Backbone::Amdim { width, n_rkhs, n_depth, use_bn } => {
                 Encoder::Amdim(amdim::Amdim::new(root, in_channels, image_size, *width, *n_rkhs, *n_depth, *use_bn)?)
             }
+            Backbone::Vit { size, patch_size, pool } => Encoder::Vit(vit::Vit::new(root, in_channels, image_size, *size, *patch_size, *pool)?),
         })
     }
 
@@ -149,6 +152,7 @@ impl Encoder {
         match self {
             Encoder::Resnet18(n) => n.out_dim(),
             Encoder::Amdim(n) => n.out_dim(),
+            Encoder::Vit(n) => n.out_dim(),
         }
     }
 
@@ -157,6 +161,7 @@ impl Encoder {
         match self {
             Encoder::Resnet18(n) => n.emit_onnx(g, input, output),
             Encoder::Amdim(n) => n.emit_onnx(g, input, output),
+            Encoder::Vit(n) => n.emit_onnx(g, input, output),
         }
     }
 }
@@ -166,6 +171,7 @@ impl ModuleT for Encoder {
         match self {
             Encoder::Resnet18(n) => n.forward_t(xs, train),
             Encoder::Amdim(n) => n.forward_t(xs, train),
+            Encoder::Vit(n) => n.forward_t(xs, train),
         }
     }
 }

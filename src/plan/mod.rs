@@ -58,12 +58,46 @@ pub enum Backbone {
     },
     /// The AMDIM encoder (`nn::amdim`): `width` is the official `ndf`.
     Amdim { width: i64, n_rkhs: i64, n_depth: usize, use_bn: bool },
+    /// A Vision Transformer as MAE's encoder (`nn::vit`).
+    Vit { size: VitSize, patch_size: i64, pool: VitPool },
+}
+
+/// ViT sizes (width, depth, heads in `nn::vit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VitSize {
+    Tiny,
+    Small,
+    Base,
+}
+
+impl VitSize {
+    /// (width D, depth, heads): timm's `vit_tiny` / `vit_small` / `vit_base` (MAE's ViT-B).
+    pub fn dims(self) -> (i64, usize, i64) {
+        match self {
+            VitSize::Tiny => (192, 12, 3),
+            VitSize::Small => (384, 12, 6),
+            VitSize::Base => (768, 12, 12),
+        }
+    }
+}
+
+/// The ViT's exported embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VitPool {
+    /// The final-normed cls token.
+    Cls,
+    /// The mean of the final-normed patch tokens.
+    Mean,
 }
 
 impl Backbone {
+    /// The narrowest layer's channels (a ViT's: its width D).
     pub fn width(&self) -> i64 {
         match self {
             Backbone::Resnet18 { width, .. } | Backbone::Amdim { width, .. } => *width,
+            Backbone::Vit { size, .. } => size.dims().0,
         }
     }
 
@@ -72,6 +106,14 @@ impl Backbone {
         match self {
             Backbone::Resnet18 { width, .. } => format!("resnet18 w{width}"),
             Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
+            Backbone::Vit { size, patch_size, pool } => format!("vit-{} p{patch_size} {}", match size {
+                VitSize::Tiny => "tiny",
+                VitSize::Small => "small",
+                VitSize::Base => "base",
+            }, match pool {
+                VitPool::Cls => "cls",
+                VitPool::Mean => "mean",
+            }),
         }
     }
 }
@@ -676,16 +718,23 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
 
 fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> Backbone {
     let k = |key: &str| format!("{at}.{key}");
-    let width = p.req(b.width, &k("width"), 8);
-    if !(1..=1024).contains(&width) {
-        p.push(&k("width"), format!("expected 1..=1024, found {width}"));
-    }
     let refuse = |p: &mut Problems, set: bool, key: &str, arch: &str| {
         if set {
             p.push(&k(key), format!("not a field of arch {arch}; remove it"));
         }
     };
-    match p.req(b.arch, &k("arch"), "resnet18".into()).as_str() {
+    // The convolutional backbones' width first (the order problems were always listed in).
+    let width = if b.arch.as_deref() == Some("vit") { 0 } else { p.req(b.width, &k("width"), 8) };
+    if b.arch.as_deref() != Some("vit") && !(1..=1024).contains(&width) {
+        p.push(&k("width"), format!("expected 1..=1024, found {width}"));
+    }
+    let arch = p.req(b.arch.clone(), &k("arch"), "resnet18".into());
+    if arch != "vit" {
+        refuse(p, b.size.is_some(), "size", &arch);
+        refuse(p, b.patch_size.is_some(), "patch_size", &arch);
+        refuse(p, b.pool.is_some(), "pool", &arch);
+    }
+    match arch.as_str() {
         "resnet18" => {
             refuse(p, b.n_rkhs.is_some(), "n_rkhs", "resnet18");
             refuse(p, b.n_depth.is_some(), "n_depth", "resnet18");
@@ -702,8 +751,35 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
             p.at_least(n_depth, 1, &k("n_depth"));
             Backbone::Amdim { width, n_rkhs, n_depth, use_bn: p.req(b.use_bn, &k("use_bn"), false) }
         }
+        "vit" => {
+            for (set, key) in [(b.width.is_some(), "width"), (b.zero_init_residual.is_some(), "zero_init_residual"), (b.n_rkhs.is_some(), "n_rkhs"), (b.n_depth.is_some(), "n_depth"), (b.use_bn.is_some(), "use_bn")] {
+                refuse(p, set, key, "vit");
+            }
+            let size = match p.req(b.size, &k("size"), "tiny".into()).as_str() {
+                "tiny" => VitSize::Tiny,
+                "small" => VitSize::Small,
+                "base" => VitSize::Base,
+                other => {
+                    p.push(&k("size"), format!("unknown ViT size {other:?}; expected tiny, small or base"));
+                    VitSize::Tiny
+                }
+            };
+            let patch_size = p.req(b.patch_size, &k("patch_size"), 4);
+            if patch_size < 1 {
+                p.push(&k("patch_size"), format!("expected a positive patch side, found {patch_size}"));
+            }
+            let pool = match p.req(b.pool, &k("pool"), "cls".into()).as_str() {
+                "cls" => VitPool::Cls,
+                "mean" => VitPool::Mean,
+                other => {
+                    p.push(&k("pool"), format!("unknown pool {other:?}; expected cls (the cls token) or mean (of the patch tokens)"));
+                    VitPool::Cls
+                }
+            };
+            Backbone::Vit { size, patch_size, pool }
+        }
         other => {
-            p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, amdim"));
+            p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, amdim, vit"));
             Backbone::Resnet18 { width, zero_init_residual: true }
         }
     }
@@ -874,5 +950,18 @@ mod tests {
         assert!(err.contains("augment.blur.p: expected a value in [0, 1], found 1.5"), "{err}");
         assert!(err.contains("augment.blur.sigma: expected 0 < min <= max <= 10 pixels"), "{err}");
         assert!(err.contains("augment.jitter.brightness: missing"), "{err}");
+    }
+
+    #[test]
+    fn vit_backbones_are_checked() {
+        let t = |b: &str| format!("version: 1\ntargets:\n  - id: a\n    method: random_init\n    backbone: {b}\n");
+        let err = load(&t("{arch: vit, size: huge, patch_size: 0, pool: max, width: 8}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.size: unknown ViT size \"huge\"; expected tiny, small or base"), "{err}");
+        assert!(err.contains("backbone.patch_size: expected a positive patch side, found 0"), "{err}");
+        assert!(err.contains("backbone.pool: unknown pool \"max\""), "{err}");
+        assert!(err.contains("backbone.width: not a field of arch vit; remove it"), "{err}");
+        let err = load(&t("{arch: resnet18, width: 8, zero_init_residual: true, patch_size: 4}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.patch_size: not a field of arch resnet18; remove it"), "{err}");
+        assert!(!err.contains("backbone.width"), "{err}");
     }
 }

@@ -55,6 +55,12 @@ pub struct BackboneSpec {
     pub n_depth: Option<usize>,
     /// amdim: BatchNorm inside the trunk (`--use_bn`; off in the official runs).
     pub use_bn: Option<bool>,
+    /// vit: `tiny`, `small` or `base`.
+    pub size: Option<String>,
+    /// vit: side of the square patches (4 for 32 px, 8 for 64 px, 16 for 224 px).
+    pub patch_size: Option<i64>,
+    /// vit: the exported embedding, `cls` (the cls token) or `mean` (of the patch tokens).
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
