@@ -277,22 +277,27 @@ fn hue_px(r: f32, g: f32, b: f32, shift: f32) -> [f32; 3] {
     })
 }
 
-/// Replaces the images of `y` that `chosen` ([N] bool) picks by `f` of them. `f` gets those images
-/// and `pick`, which selects the same images' rows of a per-image tensor. With `sync_free` (CUDA)
-/// `f` runs on the whole batch and `where` keeps its result for the chosen ones (no `nonzero`, so
-/// the host never waits for the device); otherwise it runs on the chosen images only, written into
-/// `y` in place. Both give the same images.
-fn on_chosen(y: &mut Tensor, chosen: &Tensor, sync_free: bool, f: impl Fn(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor) {
+/// `x` with the images whose coin (`on`, [N, 1, 1, 1] of 0/1) says yes replaced by `f` of them.
+/// `f` gets those images and `pick`, which selects the same images' rows of a per-image tensor. On
+/// CUDA `f` runs on the whole batch and `where` keeps its result for the chosen ones (no `nonzero`,
+/// so the host never waits for the device); on the CPU it runs on the chosen images only, written
+/// into a copy of `x`. Both give the same images (tested).
+fn on_chosen(x: &Tensor, on: &Tensor, f: impl Fn(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor) -> Tensor {
+    on_chosen_with(x, on, x.device().is_cuda(), f)
+}
+
+fn on_chosen_with(x: &Tensor, on: &Tensor, sync_free: bool, f: impl Fn(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor) -> Tensor {
+    let chosen = on.gt(0.5);
     if sync_free {
-        let n = chosen.size()[0];
-        *y = f(y, &|t| t.shallow_clone()).where_self(&chosen.view([n, 1, 1, 1]), y);
-        return;
+        return f(x, &|t| t.shallow_clone()).where_self(&chosen, x);
     }
-    let idx = chosen.nonzero().squeeze_dim(1);
+    let idx = chosen.flatten(0, -1).nonzero().squeeze_dim(1);
+    let mut y = x.copy();
     if idx.size()[0] > 0 {
-        let changed = f(&y.index_select(0, &idx), &|t| t.index_select(0, &idx));
+        let changed = f(&x.index_select(0, &idx), &|t| t.index_select(0, &idx));
         let _ = y.index_copy_(0, &idx, &changed);
     }
+    y
 }
 
 /// Rotates the hue of RGB images in [0, 1] by `shift` ([N, 1, 1, 1], fractions of the circle).
@@ -323,11 +328,8 @@ fn grayscale(x: &Tensor, p: f64) -> Tensor {
     if p <= 0.0 || x.size()[1] != 3 {
         return x.shallow_clone();
     }
-    let n = x.size()[0];
-    let on = coin(n, p, x.device());
-    let mut y = x.copy();
-    on_chosen(&mut y, &on.view([n]).gt(0.5), x.device().is_cuda(), |imgs, _| luma(imgs).expand_as(imgs));
-    y
+    let on = coin(x.size()[0], p, x.device());
+    on_chosen(x, &on, |imgs, _| luma(imgs).expand_as(imgs))
 }
 
 /// Gaussian blur with probability `p` per image, σ uniform in `sigma`, reflect padding, through
@@ -340,9 +342,7 @@ fn blur(x: &Tensor, p: f64, sigma: [f64; 2]) -> Tensor {
     let dev = x.device();
     let s = Tensor::empty([n, 1], (Kind::Float, dev)).uniform_(sigma[0], sigma[1]);
     let on = coin(n, p, dev);
-    let mut y = x.copy();
-    on_chosen(&mut y, &on.view([n]).gt(0.5), dev.is_cuda(), |imgs, pick| gaussian(imgs, &pick(&s), sigma[1]));
-    y
+    on_chosen(x, &on, |imgs, pick| gaussian(imgs, &pick(&s), sigma[1]))
 }
 
 /// Every image of `x` blurred with its own σ (`s`, [N, 1]); the kernel radius is 3·`max_sigma`.
@@ -369,11 +369,8 @@ fn solarize(x: &Tensor, p: f64, threshold: f64) -> Tensor {
     if p <= 0.0 {
         return x.shallow_clone();
     }
-    let n = x.size()[0];
-    let on = coin(n, p, x.device());
-    let mut y = x.copy();
-    on_chosen(&mut y, &on.view([n]).gt(0.5), x.device().is_cuda(), |imgs, _| (imgs.neg() + 1.0).where_self(&imgs.ge(threshold), imgs));
-    y
+    let on = coin(x.size()[0], p, x.device());
+    on_chosen(x, &on, |imgs, _| (imgs.neg() + 1.0).where_self(&imgs.ge(threshold), imgs))
 }
 
 /// The per-image crop boxes of a random resized crop (+ flip, + shift) in `affine_grid`'s
@@ -704,6 +701,26 @@ mod tests {
         let off = Jitter { p: 0.0, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 };
         let d = JitterDraws::new(&x, &off);
         assert!(jitter_cpu(&x, &d).unwrap().equal(&x) && jitter_tensors(&x, &d).equal(&x));
+    }
+
+    /// The CUDA (`where`) and CPU (chosen images only) paths of `on_chosen` give the same images, for
+    /// the three operations that use it.
+    #[test]
+    fn both_paths_of_on_chosen_agree() {
+        let _rng = crate::rng_lock();
+        let x = Tensor::rand([24, 3, 10, 10], tch::kind::FLOAT_CPU);
+        let on = coin(24, 0.4, Device::Cpu);
+        let s = Tensor::empty([24, 1], tch::kind::FLOAT_CPU).uniform_(0.1, 2.0);
+        let ops: [&dyn Fn(&Tensor, &dyn Fn(&Tensor) -> Tensor) -> Tensor; 3] = [
+            &|imgs, _| luma(imgs).expand_as(imgs),
+            &|imgs, pick| gaussian(imgs, &pick(&s), 2.0),
+            &|imgs, _| (imgs.neg() + 1.0).where_self(&imgs.ge(0.5), imgs),
+        ];
+        for op in ops {
+            let (subset, masked) = (on_chosen_with(&x, &on, false, op), on_chosen_with(&x, &on, true, op));
+            assert!(f64::try_from((&subset - &masked).abs().max()).unwrap() < 1e-6);
+            assert!(f64::try_from((&subset - &x).abs().max()).unwrap() > 1e-3, "some images changed");
+        }
     }
 
     #[test]
