@@ -254,11 +254,6 @@ impl Vit {
         Masked { latent: self.encode(&visible), mask, ids_restore }
     }
 
-    /// The embedding of a masked pass's latent (cls token or the mean of the visible tokens).
-    pub fn pool_latent(&self, latent: &Tensor) -> Tensor {
-        self.pooled(latent)
-    }
-
     /// Appends this network's nodes reading `input`; returns the name of the [N, D] output.
     pub fn emit_onnx(&self, g: &mut GraphBuilder, input: &str, output: &str) -> Result<String> {
         let d = self.dim;
