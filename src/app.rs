@@ -576,6 +576,10 @@ fn eval_file(lock: &Path, a: &EvalArgs) -> Result<Outcome> {
             augment: None,
             test_resize: None,
             train_subset: a.linear_train_subset,
+            batchnorm: false,
+            lars_eta: None,
+            warmup_epochs: 0.0,
+            init_std: 0.0,
         },
         extra_linear: Vec::new(),
     };
@@ -607,13 +611,18 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
 /// changes them, the hyper-parameters are the official codes' values (each method's
 /// `plan::methods` defaults, or its `repro loss` arguments in `methods::<name>`).
 fn loss(a: &LossArgs) -> Result<Outcome> {
-    let (z1, z2) = (read_matrix(&a.z1)?, read_matrix(&a.z2)?);
+    let z1 = read_matrix(&a.z1)?;
+    let z2 = a.z2.as_deref().map(read_matrix).transpose()?;
     let to_tensor = |z: &ndarray::Array2<f64>| {
         let (n, d) = z.dim();
         tch::Tensor::from_slice(z.as_standard_layout().as_slice().unwrap_or(&[])).reshape([n as i64, d as i64])
     };
-    let files = format!("({} and {})", a.z1.display(), a.z2.display());
-    let (out, params) = crate::methods::loss_on(&a.method, &a.set, &to_tensor(&z1), &to_tensor(&z2), &files)?;
+    let files = match &a.z2 {
+        Some(z2) => format!("({} and {})", a.z1.display(), z2.display()),
+        None => format!("({})", a.z1.display()),
+    };
+    let z2 = z2.as_ref().map(to_tensor);
+    let (out, params) = crate::methods::loss_on(&a.method, &a.set, &to_tensor(&z1), z2.as_ref(), &files)?;
     let v = |t: &tch::Tensor| t.double_value(&[]);
     let terms: serde_json::Map<String, serde_json::Value> = out.terms.iter().map(|(k, t)| ((*k).to_owned(), v(t).into())).collect();
     let json = serde_json::json!({ "method": a.method, "loss": v(&out.total), "terms": terms, "params": params });

@@ -231,9 +231,10 @@ pub struct LossArgs {
     /// Embeddings of view 1: float32 or float64 .npy, shape N×D.
     #[arg(long)]
     pub z1: PathBuf,
-    /// Embeddings of view 2, same shape.
+    /// Embeddings of view 2, same shape (not taken by `umae` and `mmae`, whose regulariser is a
+    /// function of one set of cls features; `mae` reads predictions as z1 and targets as z2).
     #[arg(long)]
-    pub z2: PathBuf,
+    pub z2: Option<PathBuf>,
     /// Method hyper-parameter, e.g. `alpha=100` (defaults: the paper's CIFAR-10 run).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,

@@ -322,7 +322,7 @@ fn fetch_and_verify_handle_every_shipped_entry() {
     let o = sb.repro(&["verify", "--lock", lock]);
     assert_exit(&o, 0);
     let out = stdout(&o);
-    for ds in ["fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "stl10", "tiny_imagenet", "imagenette_160", "imagenette_320", "imagenette", "imagewoof_160", "imagewoof_320", "imagewoof", "imagenet100"] {
+    for ds in ["fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "stl10", "tiny_imagenet", "imagenette_160", "imagenette_320", "imagenette", "imagewoof_160", "imagewoof_320", "imagewoof", "imagenet100", "imagenet1k"] {
         assert!(out.contains(&format!("{ds}: ")), "verify does not list {ds}:\n{out}");
     }
     let o = sb.repro(&["fetch", "--lock", lock, "imagenet100"]);

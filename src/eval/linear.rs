@@ -19,6 +19,16 @@
 //! [`linear_probe`]'s to the last bit (one code path).
 //! Outcome: top-1 accuracies in percent and `final_train_loss`, the mean cross-entropy
 //! of the final model over the whole train set (without the weight-decay term).
+//!
+//! MAE's probe (`facebookresearch/mae` @ efb2a806 `main_linprobe.py`, `util/lars.py`,
+//! `util/lr_sched.py`) is the same loop with four settings: `batchnorm` puts
+//! `BatchNorm1d(affine=False, eps=1e-6)` before the linear layer (batch statistics, biased variance,
+//! while training; running statistics, momentum 0.1 with the unbiased variance, for every
+//! evaluation; the last partial batch dropped, as its loader's `drop_last`), `lars_eta` replaces SGD
+//! by MAE's LARS for W (g ← g + wd·W, then g ← g·η‖W‖/‖g‖, 1 when either norm is 0; the bias, 1-D,
+//! plain momentum without decay), `warmup_epochs` warms the rate up linearly per step over that
+//! many (fractional) epochs before a half-cycle cosine over the rest, and `init_std` draws W from
+//! N(0, std²) (MAE: trunc-normal std 0.01, whose ±2 truncation is 200 std away) from the probe's seed.
 
 use std::borrow::Cow;
 
@@ -41,6 +51,14 @@ pub struct LinearParams {
     pub weight_decay: f32,
     pub standardize: bool,
     pub seed: u64,
+    /// BatchNorm without affine before the layer (MAE's probe head).
+    pub batchnorm: bool,
+    /// LARS trust coefficient η for W (None: SGD).
+    pub lars_eta: Option<f32>,
+    /// Linear warm-up epochs (fractional) before the cosine, per step.
+    pub warmup_epochs: f32,
+    /// Std of W's normal initialisation (0: zeros).
+    pub init_std: f32,
 }
 
 /// Accuracies in percent (0..=100) and the final mean train cross-entropy.
@@ -119,6 +137,20 @@ fn check_params(p: &LinearParams) -> Result<()> {
         "linear probe: weight_decay = {}, expected a finite value >= 0",
         p.weight_decay
     );
+    ensure!(
+        p.warmup_epochs.is_finite() && p.warmup_epochs >= 0.0 && (p.warmup_epochs as usize) < p.epochs.max(1),
+        "linear probe: warmup_epochs = {}, expected a value in [0, epochs = {})",
+        p.warmup_epochs,
+        p.epochs
+    );
+    ensure!(p.init_std.is_finite() && p.init_std >= 0.0, "linear probe: init_std = {}, expected a finite value >= 0", p.init_std);
+    if let Some(eta) = p.lars_eta {
+        ensure!(eta.is_finite() && eta > 0.0, "linear probe: LARS eta = {eta}, expected a finite value > 0");
+    }
+    if p.batchnorm {
+        ensure!(!p.standardize, "linear probe: batchnorm and standardize both normalise the features; choose one");
+        ensure!(p.batch_size >= 2, "linear probe: batchnorm needs batches of at least 2 rows; found batch_size = {}", p.batch_size);
+    }
     Ok(())
 }
 
@@ -147,11 +179,22 @@ fn prepare(train: ArrayView2<f32>, test: ArrayView2<f32>, standardize: bool) -> 
 struct Linear {
     w: Array2<f32>,
     b: Array1<f32>,
+    /// The BatchNorm's running mean and variance (with `batchnorm`), applied at evaluation.
+    bn: Option<(Array1<f32>, Array1<f32>)>,
 }
+
+/// BatchNorm's epsilon in MAE's probe head.
+const BN_EPS: f64 = 1e-6;
 
 impl Linear {
     fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        x.dot(&self.w) + &self.b
+        match &self.bn {
+            None => x.dot(&self.w) + &self.b,
+            Some((mean, var)) => {
+                let scale = var.mapv(|v| (1.0 / (f64::from(v) + BN_EPS).sqrt()) as f32);
+                ((&x - mean) * &scale).dot(&self.w) + &self.b
+            }
+        }
     }
 
     fn predict(&self, x: ArrayView2<f32>) -> Vec<u32> {
@@ -161,6 +204,13 @@ impl Linear {
 
 /// The learning rate of `step` (of `steps_per_epoch` per epoch) under the probe's cosine.
 fn learning_rate(p: &LinearParams, step: usize, steps_per_epoch: usize) -> f32 {
+    if p.warmup_epochs > 0.0 {
+        // MAE's `adjust_learning_rate`, per iteration at the fractional epoch.
+        let (e, w, total) = (step as f64 / steps_per_epoch as f64, f64::from(p.warmup_epochs), p.epochs as f64);
+        let (lr, min) = (f64::from(p.lr), f64::from(p.min_lr));
+        let at = if e < w { lr * e / w } else { min + (lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * (e - w) / (total - w)).cos()) };
+        return at as f32;
+    }
     let (t, total) = if p.per_epoch { (step / steps_per_epoch, p.epochs) } else { (step, p.epochs * steps_per_epoch) };
     let cos = 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
     (f64::from(p.min_lr) + (f64::from(p.lr) - f64::from(p.min_lr)) * cos) as f32
@@ -171,11 +221,18 @@ fn learning_rate(p: &LinearParams, step: usize, steps_per_epoch: usize) -> f32 {
 fn fit<'a>(features: &mut dyn FnMut(usize) -> Result<Cow<'a, Array2<f32>>>, y: &[u32], n_classes: usize, p: &LinearParams) -> Result<Linear> {
     let mut x = features(0)?;
     let (n, d) = x.dim();
-    let mut m = Linear { w: Array2::zeros((d, n_classes)), b: Array1::zeros(n_classes) };
-    let (mut vw, mut vb) = (m.w.clone(), m.b.clone());
-    let bs = p.batch_size.min(n);
-    let steps_per_epoch = n.div_ceil(bs);
     let mut rng = StdRng::seed_from_u64(p.seed);
+    let w = if p.init_std > 0.0 {
+        let normal = rand_distr::Normal::new(0.0f32, p.init_std).map_err(|e| anyhow::anyhow!("linear probe: init_std: {e}"))?;
+        Array2::from_shape_simple_fn((d, n_classes), || rand::Rng::sample(&mut rng, normal))
+    } else {
+        Array2::zeros((d, n_classes))
+    };
+    let mut m = Linear { w, b: Array1::zeros(n_classes), bn: p.batchnorm.then(|| (Array1::zeros(d), Array1::ones(d))) };
+    let (mut vw, mut vb) = (Array2::zeros((d, n_classes)), Array1::zeros(n_classes));
+    let bs = p.batch_size.min(n);
+    // BatchNorm's loader drops the last partial batch (MAE's `drop_last=True`).
+    let steps_per_epoch = if p.batchnorm { (n / bs).max(1) } else { n.div_ceil(bs) };
     let mut order: Vec<usize> = (0..n).collect();
     let mut yb = Vec::with_capacity(bs);
     let mut step = 0usize;
@@ -184,12 +241,21 @@ fn fit<'a>(features: &mut dyn FnMut(usize) -> Result<Cow<'a, Array2<f32>>>, y: &
             x = features(epoch)?;
         }
         order.shuffle(&mut rng);
-        for batch in order.chunks(bs) {
-            let xb = x.select(Axis(0), batch);
+        for batch in order.chunks(bs).take(steps_per_epoch) {
+            let mut xb = x.select(Axis(0), batch);
             yb.clear();
             yb.extend(batch.iter().map(|&i| y[i]));
-            let (_, mut gw, gb) = loss_grad(xb.view(), &yb, &m);
+            if let Some((rm, rv)) = &mut m.bn {
+                batch_norm(&mut xb, rm, rv);
+            }
+            let (_, mut gw, gb) = loss_grad(xb.view(), &yb, &m.w, &m.b);
             gw.scaled_add(p.weight_decay, &m.w);
+            if let Some(eta) = p.lars_eta {
+                let (pn, gn) = (norm(&m.w), norm(&gw));
+                if pn > 0.0 && gn > 0.0 {
+                    gw *= (f64::from(eta) * pn / gn) as f32;
+                }
+            }
             let lr = learning_rate(p, step, steps_per_epoch);
             vw *= p.momentum;
             vw += &gw;
@@ -203,9 +269,29 @@ fn fit<'a>(features: &mut dyn FnMut(usize) -> Result<Cow<'a, Array2<f32>>>, y: &
     Ok(m)
 }
 
+fn norm(a: &Array2<f32>) -> f64 {
+    a.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt()
+}
+
+/// Training-mode BatchNorm without affine on the batch `x` in place (batch mean, biased variance,
+/// ε 1e-6); updates the running mean and (unbiased) variance with momentum 0.1 as PyTorch.
+fn batch_norm(x: &mut Array2<f32>, running_mean: &mut Array1<f32>, running_var: &mut Array1<f32>) {
+    let n = x.nrows() as f64;
+    let x64 = x.mapv(f64::from);
+    let mean = x64.sum_axis(Axis(0)) / n;
+    let var = (&x64 - &mean).mapv(|v| v * v).sum_axis(Axis(0)) / n;
+    for (j, mut col) in x.columns_mut().into_iter().enumerate() {
+        let (mu, s) = (mean[j], 1.0 / (var[j] + BN_EPS).sqrt());
+        col.mapv_inplace(|v| ((f64::from(v) - mu) * s) as f32);
+        running_mean[j] = (0.9 * f64::from(running_mean[j]) + 0.1 * mu) as f32;
+        running_var[j] = (0.9 * f64::from(running_var[j]) + 0.1 * var[j] * n / (n - 1.0).max(1.0)) as f32;
+    }
+}
+
 /// Mean cross-entropy of a batch and its gradients w.r.t. W and b.
-fn loss_grad(x: ArrayView2<f32>, y: &[u32], m: &Linear) -> (f64, Array2<f32>, Array1<f32>) {
-    let mut g = m.logits(x);
+/// (`x` already normalised: the training batch's BatchNorm is applied by the caller.)
+fn loss_grad(x: ArrayView2<f32>, y: &[u32], w: &Array2<f32>, b: &Array1<f32>) -> (f64, Array2<f32>, Array1<f32>) {
+    let mut g = x.dot(w) + b;
     let loss = softmax_xent_grad(&mut g, y);
     (loss, x.t().dot(&g), g.sum_axis(Axis(0)))
 }
@@ -258,6 +344,10 @@ mod tests {
             weight_decay: 1e-4,
             standardize: false,
             seed: 0,
+            batchnorm: false,
+            lars_eta: None,
+            warmup_epochs: 0.0,
+            init_std: 0.0,
         }
     }
 
@@ -294,12 +384,102 @@ mod tests {
         loss / n as f64 + 0.5 * wd * w.iter().map(|v| v * v).sum::<f64>()
     }
 
+    /// MAE's probe (BatchNorm without affine, LARS, warm-up, normal init, dropped last batch)
+    /// against a direct f64 re-implementation of `main_linprobe.py`'s loop with `util/lars.py` and
+    /// `util/lr_sched.py`: the same weights, running statistics and evaluation logits.
+    #[test]
+    fn mae_probe_matches_a_direct_oracle() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (x, y) = problem(&mut rng, 10, 3, 2);
+        let (lr, wd, eta, mom) = (0.5, 0.01, 0.1, 0.9);
+        let p = LinearParams { epochs: 3, batch_size: 4, lr, min_lr: 0.0, per_epoch: false, momentum: mom, weight_decay: wd, standardize: false, seed: 7, batchnorm: true, lars_eta: Some(eta), warmup_epochs: 1.0, init_std: 0.01 };
+        let m = fit_fixed(x.view(), &y, 2, &p);
+        let (lr, wd, eta, mom) = (f64::from(lr), f64::from(wd), f64::from(eta), f64::from(mom));
+        let mut r = StdRng::seed_from_u64(7);
+        let normal = rand_distr::Normal::new(0.0f32, 0.01).unwrap();
+        let mut w: Vec<Vec<f64>> = (0..3).map(|_| (0..2).map(|_| f64::from(r.sample(normal))).collect()).collect();
+        let mut b = [0.0f64; 2];
+        let (mut vw, mut vb) = (vec![vec![0.0f64; 2]; 3], [0.0f64; 2]);
+        let (mut rm, mut rv) = ([0.0f64; 3], [1.0f64; 3]);
+        let mut order: Vec<usize> = (0..10).collect();
+        let mut step = 0;
+        for _ in 0..3 {
+            order.shuffle(&mut r);
+            for batch in order.chunks(4).take(2) {
+                let nb = batch.len() as f64;
+                let mut xb: Vec<Vec<f64>> = batch.iter().map(|&i| (0..3).map(|j| f64::from(x[[i, j]])).collect()).collect();
+                for j in 0..3 {
+                    let mean = xb.iter().map(|r| r[j]).sum::<f64>() / nb;
+                    let var = xb.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / nb;
+                    for row in xb.iter_mut() {
+                        row[j] = (row[j] - mean) / (var + 1e-6).sqrt();
+                    }
+                    rm[j] = 0.9 * rm[j] + 0.1 * mean;
+                    rv[j] = 0.9 * rv[j] + 0.1 * var * nb / (nb - 1.0);
+                }
+                let (mut gw, mut gb) = (vec![vec![0.0f64; 2]; 3], [0.0f64; 2]);
+                for (row, &i) in xb.iter().zip(batch) {
+                    let z: Vec<f64> = (0..2).map(|k| b[k] + (0..3).map(|j| row[j] * w[j][k]).sum::<f64>()).collect();
+                    let top = z[0].max(z[1]);
+                    let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
+                    for k in 0..2 {
+                        let d = (e[k] / (e[0] + e[1]) - if y[i] as usize == k { 1.0 } else { 0.0 }) / nb;
+                        gb[k] += d;
+                        for j in 0..3 {
+                            gw[j][k] += row[j] * d;
+                        }
+                    }
+                }
+                let norm = |a: &Vec<Vec<f64>>| a.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+                for j in 0..3 {
+                    for k in 0..2 {
+                        gw[j][k] += wd * w[j][k];
+                    }
+                }
+                let q = eta * norm(&w) / norm(&gw);
+                let e = step as f64 / 2.0;
+                let at = if e < 1.0 { lr * e } else { lr * 0.5 * (1.0 + (std::f64::consts::PI * (e - 1.0) / 2.0).cos()) };
+                for j in 0..3 {
+                    for k in 0..2 {
+                        vw[j][k] = mom * vw[j][k] + gw[j][k] * q;
+                        w[j][k] -= at * vw[j][k];
+                    }
+                }
+                for k in 0..2 {
+                    vb[k] = mom * vb[k] + gb[k];
+                    b[k] -= at * vb[k];
+                }
+                step += 1;
+            }
+        }
+        for j in 0..3 {
+            for k in 0..2 {
+                assert!((f64::from(m.w[[j, k]]) - w[j][k]).abs() < 1e-5, "W[{j},{k}] {} vs {}", m.w[[j, k]], w[j][k]);
+            }
+        }
+        for k in 0..2 {
+            assert!((f64::from(m.b[k]) - b[k]).abs() < 1e-5, "b[{k}] {} vs {}", m.b[k], b[k]);
+        }
+        let (mean, var) = m.bn.as_ref().unwrap();
+        for j in 0..3 {
+            assert!((f64::from(mean[j]) - rm[j]).abs() < 1e-5 && (f64::from(var[j]) - rv[j]).abs() < 1e-5);
+        }
+        // Evaluation normalises with the running statistics.
+        let got = m.logits(x.slice(ndarray::s![..1, ..]));
+        for k in 0..2 {
+            let want = b[k] + (0..3).map(|j| (f64::from(x[[0, j]]) - rm[j]) / (rv[j] + 1e-6).sqrt() * w[j][k]).sum::<f64>();
+            assert!((f64::from(got[[0, k]]) - want).abs() < 1e-5);
+        }
+        let e = linear_probe(x.view(), &y, x.view(), &y, 2, &LinearParams { standardize: true, ..p.clone() }).unwrap_err().to_string();
+        assert!(e.contains("choose one"), "{e}");
+    }
+
     #[test]
     fn gradient_matches_finite_differences() {
         let mut rng = StdRng::seed_from_u64(1);
         let (x, y) = problem(&mut rng, 7, 4, 3);
-        let m = Linear { w: Array2::from_shape_fn((4, 3), |_| gauss(&mut rng)), b: array![0.3, -0.2, 0.1] };
-        let (loss, gw, gb) = loss_grad(x.view(), &y, &m);
+        let m = Linear { w: Array2::from_shape_fn((4, 3), |_| gauss(&mut rng)), b: array![0.3, -0.2, 0.1], bn: None };
+        let (loss, gw, gb) = loss_grad(x.view(), &y, &m.w, &m.b);
         let (w64, b64) = (m.w.mapv(f64::from), m.b.mapv(f64::from));
         assert!((loss - objective(&x, &y, &w64, &b64, 0.0)).abs() < 1e-5);
         let h = 1e-5;

@@ -175,6 +175,10 @@ pub fn evaluate(emb: &Embeddings, train: &ImageSet, test: &ImageSet, classes: us
             weight_decay: l.weight_decay as f32,
             standardize: l.standardize,
             seed: probe_seed,
+            batchnorm: l.batchnorm,
+            lars_eta: l.lars_eta.map(|e| e as f32),
+            warmup_epochs: l.warmup_epochs as f32,
+            init_std: l.init_std as f32,
         };
         let resized;
         let test_features = match l.test_resize {

@@ -8,6 +8,7 @@ pub mod byol;
 pub mod corinfomax;
 pub mod emi;
 pub mod er;
+pub mod mae;
 pub mod simclr;
 pub mod vicreg;
 

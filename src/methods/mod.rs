@@ -11,8 +11,12 @@ pub mod corinfomax;
 pub mod ema;
 pub mod emi;
 pub mod er;
+pub mod mae;
+pub mod masked;
+pub mod mmae;
 pub mod projected;
 pub mod simclr;
+pub mod umae;
 pub mod vicreg;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -43,6 +47,11 @@ pub struct Parts<'a> {
 pub trait Objective {
     /// The SSL loss for two augmented, normalised views, through the online `encoder`.
     fn loss(&mut self, encoder: &Encoder, v1: &Tensor, v2: &Tensor) -> Result<StepLoss>;
+    /// How many augmented views of each image the loss reads (2; the masked auto-encoders read
+    /// one, and the loop then draws only `v1`, passing it again as `v2`).
+    fn views(&self) -> usize {
+        2
+    }
     /// The EMA target, for methods that keep one.
     fn target(&self) -> Option<&ema::Ema> {
         None
@@ -66,6 +75,9 @@ pub trait Objective {
 pub trait Trains: Params {
     /// What `repro loss` reads from `--set`: the method's own parameters unless it needs others.
     type LossArgs: Default + Serialize + DeserializeOwned;
+    /// `repro loss` reads only `--z1` (the loss is a function of one set of features); `z2` is
+    /// then `z1` again.
+    const ONE_INPUT: bool = false;
     fn objective(&self, parts: Parts) -> Result<Box<dyn Objective>>;
     /// The objective on two given embeddings (`repro loss`).
     fn loss_on(args: &Self::LossArgs, z1: &Tensor, z2: &Tensor) -> Result<StepLoss>;
@@ -93,9 +105,16 @@ macro_rules! dispatch {
         /// `repro loss NAME`: the method's objective on `z1`, `z2` with its `--set` arguments
         /// (defaults: the official values), and those arguments. Errors of the loss itself name
         /// `inputs`.
-        pub fn loss_on(name: &str, set: &[String], z1: &Tensor, z2: &Tensor, inputs: &str) -> Result<(StepLoss, serde_json::Value)> {
+        pub fn loss_on(name: &str, set: &[String], z1: &Tensor, z2: Option<&Tensor>, inputs: &str) -> Result<(StepLoss, serde_json::Value)> {
             match name {
                 $(n if n == <crate::plan::$params as Params>::NAME => {
+                    let one = <crate::plan::$params as Trains>::ONE_INPUT;
+                    let z2 = match (z2, one) {
+                        (Some(_), true) => bail!("repro loss {n} reads only --z1 (the features the loss is a function of); remove --z2"),
+                        (None, false) => bail!("repro loss {n} needs --z2 as well as --z1"),
+                        (Some(z2), false) => z2,
+                        (None, true) => z1,
+                    };
                     let args: <crate::plan::$params as Trains>::LossArgs = loss_args(n, set)?;
                     let out = <crate::plan::$params as Trains>::loss_on(&args, z1, z2).map_err(|e| anyhow!("{e:#} {inputs}"))?;
                     Ok((out, serde_json::to_value(&args)?))
@@ -174,6 +193,11 @@ impl Model {
             target.after_step(step, total);
         }
         Ok(())
+    }
+
+    /// Views per image the objective reads (1 or 2).
+    pub fn views(&self) -> usize {
+        self.objective.as_ref().map_or(2, |o| o.views())
     }
 
     /// The SSL loss for two augmented, normalised views.

@@ -134,7 +134,7 @@ impl Encoder {
             Backbone::Amdim { width, n_rkhs, n_depth, use_bn } => {
                 Encoder::Amdim(amdim::Amdim::new(root, in_channels, image_size, *width, *n_rkhs, *n_depth, *use_bn)?)
             }
-            Backbone::Vit { size, patch_size, pool } => Encoder::Vit(vit::Vit::new(root, in_channels, image_size, *size, *patch_size, *pool)?),
+            Backbone::Vit { size, depth, patch_size, pool } => Encoder::Vit(vit::Vit::new(root, in_channels, image_size, *size, *depth, *patch_size, *pool)?),
         })
     }
 

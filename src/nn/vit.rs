@@ -48,11 +48,12 @@ fn xavier(fan_in: i64, fan_out: i64) -> nn::Init {
 }
 
 /// A Linear with Xavier-uniform weight and zero bias (MAE's `_init_weights`).
-fn linear(p: &nn::Path, name: &str, i: i64, o: i64) -> nn::Linear {
+pub fn linear(p: &nn::Path, name: &str, i: i64, o: i64) -> nn::Linear {
     nn::linear(sub(p, name), i, o, nn::LinearConfig { ws_init: xavier(i, o), bs_init: Some(nn::Init::Const(0.0)), bias: true })
 }
 
-fn layer_norm(p: &nn::Path, name: &str, d: i64) -> nn::LayerNorm {
+/// A LayerNorm of MAE's ViTs (ε 1e-6, weight 1, bias 0).
+pub fn layer_norm(p: &nn::Path, name: &str, d: i64) -> nn::LayerNorm {
     nn::layer_norm(sub(p, name), vec![d], nn::LayerNormConfig { eps: LN_EPS, ..Default::default() })
 }
 
@@ -77,8 +78,9 @@ fn emit_linear(g: &mut GraphBuilder, name: &str, l: &nn::Linear, x: &str) -> Res
     }
 }
 
+/// A pre-norm transformer block (timm `Block`, MLP ratio 4); MAE's decoder uses it too.
 #[derive(Debug)]
-struct Block {
+pub struct Block {
     norm1: nn::LayerNorm,
     qkv: nn::Linear,
     proj: nn::Linear,
@@ -90,7 +92,7 @@ struct Block {
 }
 
 impl Block {
-    fn new(p: &nn::Path, name: &str, dim: i64, heads: i64) -> Self {
+    pub fn new(p: &nn::Path, name: &str, dim: i64, heads: i64) -> Self {
         let q = sub(p, name);
         Self {
             norm1: layer_norm(&q, "norm1", dim),
@@ -105,7 +107,7 @@ impl Block {
     }
 
     /// `x`: [N, L, D] → [N, L, D].
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
         let (n, l, d) = x.size3().unwrap_or((0, 0, 0));
         let hd = d / self.heads;
         let qkv = self.norm1.forward(x).apply(&self.qkv).reshape([n, l, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
@@ -187,16 +189,18 @@ pub struct Vit {
     dim: i64,
     patch_size: i64,
     grid: i64,
+    in_channels: i64,
     pool: VitPool,
 }
 
 impl Vit {
-    pub fn new(root: &nn::Path, in_channels: i64, image_size: usize, size: VitSize, patch_size: i64, pool: VitPool) -> Result<Self> {
+    pub fn new(root: &nn::Path, in_channels: i64, image_size: usize, size: VitSize, depth: Option<usize>, patch_size: i64, pool: VitPool) -> Result<Self> {
         let s = image_size as i64;
         if patch_size < 1 || s % patch_size != 0 {
             bail!("backbone.patch_size {patch_size} must divide the {s} px images (4 for 32 px, 8 for 64 px, 16 for 224 px)");
         }
-        let (dim, depth, heads) = size.dims();
+        let (dim, size_depth, heads) = size.dims();
+        let depth = depth.unwrap_or(size_depth);
         let grid = s / patch_size;
         let fan_in = in_channels * patch_size * patch_size;
         let cfg = nn::ConvConfig { stride: patch_size, ws_init: xavier(fan_in, dim), bs_init: nn::Init::Const(0.0), ..Default::default() };
@@ -204,11 +208,29 @@ impl Vit {
         let cls_token = root.var("cls_token", &[1, 1, dim], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
         let pos = Tensor::cat(&[Tensor::zeros([1, dim], tch::kind::FLOAT_CPU), sincos_2d(dim, grid)], 0).unsqueeze(0).to_device(root.device());
         let blocks = (0..depth).map(|i| Block::new(root, &format!("blocks.{i}"), dim, heads)).collect();
-        Ok(Self { patch, cls_token, pos_embed: pos, blocks, norm: layer_norm(root, "norm", dim), dim, patch_size, grid, pool })
+        Ok(Self { patch, cls_token, pos_embed: pos, blocks, norm: layer_norm(root, "norm", dim), dim, patch_size, grid, in_channels, pool })
     }
 
     pub fn out_dim(&self) -> i64 {
         self.dim
+    }
+
+    pub fn patch_size(&self) -> i64 {
+        self.patch_size
+    }
+
+    /// Patches per side.
+    pub fn grid(&self) -> i64 {
+        self.grid
+    }
+
+    pub fn in_channels(&self) -> i64 {
+        self.in_channels
+    }
+
+    /// The final LayerNorm applied to `x` once more (M-MAE's and U-MAE's `self.norm(latent)[:, 0]`).
+    pub fn renorm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
     }
 
     /// Patches of `xs` embedded, [N, L, D], with their position embedding added.
@@ -321,7 +343,7 @@ mod tests {
         let _rng = crate::rng_lock();
         tch::manual_seed(0);
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let v = Vit::new(&vs.root(), 3, 32, VitSize::Tiny, 4, VitPool::Cls).unwrap();
+        let v = Vit::new(&vs.root(), 3, 32, VitSize::Tiny, None, 4, VitPool::Cls).unwrap();
         let names = vs.variables();
         for n in ["cls_token", "patch_embed.proj.weight", "blocks.11.attn.qkv.bias", "blocks.0.mlp.fc2.weight", "norm.weight"] {
             assert!(names.contains_key(n), "{n}");
@@ -334,7 +356,7 @@ mod tests {
         assert_eq!(f64::try_from(m.mask.sum(Kind::Float)).unwrap(), 2.0 * 48.0);
         tch::manual_seed(5);
         assert!(v.forward_masked(&x, 0.75).mask.equal(&m.mask), "masking is seeded");
-        assert!(Vit::new(&(vs.root() / "other"), 3, 30, VitSize::Tiny, 4, VitPool::Cls).is_err());
+        assert!(Vit::new(&(vs.root() / "other"), 3, 30, VitSize::Tiny, None, 4, VitPool::Cls).is_err());
     }
 
     /// The ONNX graph equals the tch forward through ONNX Runtime, for both embeddings, after a few
@@ -345,7 +367,7 @@ mod tests {
         for pool in [VitPool::Cls, VitPool::Mean] {
             tch::manual_seed(2);
             let vs = nn::VarStore::new(tch::Device::Cpu);
-            let net = Vit::new(&vs.root(), 3, 16, VitSize::Tiny, 4, pool).unwrap();
+            let net = Vit::new(&vs.root(), 3, 16, VitSize::Tiny, None, 4, pool).unwrap();
             let mut opt = nn::OptimizerConfig::build(nn::Adam::default(), &vs, 1e-3).unwrap();
             for _ in 0..3 {
                 let x = Tensor::randn([4, 3, 16, 16], tch::kind::FLOAT_CPU);

@@ -59,7 +59,14 @@ pub enum Backbone {
     /// The AMDIM encoder (`nn::amdim`): `width` is the official `ndf`.
     Amdim { width: i64, n_rkhs: i64, n_depth: usize, use_bn: bool },
     /// A Vision Transformer as MAE's encoder (`nn::vit`).
-    Vit { size: VitSize, patch_size: i64, pool: VitPool },
+    Vit {
+        size: VitSize,
+        /// Blocks other than the size's 12 (`backbone.depth`, a stated deviation); None: the size's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth: Option<usize>,
+        patch_size: i64,
+        pool: VitPool,
+    },
 }
 
 /// ViT sizes (width, depth, heads in `nn::vit`).
@@ -106,11 +113,11 @@ impl Backbone {
         match self {
             Backbone::Resnet18 { width, .. } => format!("resnet18 w{width}"),
             Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
-            Backbone::Vit { size, patch_size, pool } => format!("vit-{} p{patch_size} {}", match size {
+            Backbone::Vit { size, depth, patch_size, pool } => format!("vit-{}{} p{patch_size} {}", match size {
                 VitSize::Tiny => "tiny",
                 VitSize::Small => "small",
                 VitSize::Base => "base",
-            }, match pool {
+            }, depth.map_or_else(String::new, |d| format!(" d{d}")), match pool {
                 VitPool::Cls => "cls",
                 VitPool::Mean => "mean",
             }),
@@ -199,8 +206,15 @@ pub enum Optimizer {
     Lars { momentum: f64, eta: f64, exclude_bias_and_norm: bool },
     /// Adam with L2 weight decay (PyTorch semantics).
     Adam { beta1: f64, beta2: f64, eps: f64 },
-    /// AdamW: decoupled weight decay.
-    Adamw { beta1: f64, beta2: f64, eps: f64 },
+    /// AdamW: decoupled weight decay; with `exclude_bias_and_norm`, 1-D variables (biases,
+    /// LayerNorm) are not decayed (MAE's `optim_factory.add_weight_decay`).
+    Adamw {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        exclude_bias_and_norm: bool,
+    },
 }
 
 /// The learning-rate schedule after the linear warm-up (`train.schedule: {name: ...}`).
@@ -355,6 +369,22 @@ pub struct Linear {
     pub test_resize: Option<usize>,
     /// Fit on the first N training images (None: all).
     pub train_subset: Option<usize>,
+    /// MAE's probe head: BatchNorm without affine before the layer (`eval::linear`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batchnorm: bool,
+    /// LARS with this trust coefficient η instead of SGD (MAE's probe: 0.001).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lars_eta: Option<f64>,
+    /// Linear warm-up epochs before the cosine (MAE's probe: 10 of 90).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: f64,
+    /// Std of the layer's normal initialisation (0: zeros; MAE's probe: 0.01).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub init_std: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Linear {
@@ -379,6 +409,18 @@ impl Linear {
         );
         if let Some(side) = self.test_resize {
             s += &format!("_test{side}");
+        }
+        if self.batchnorm {
+            s += "_bn";
+        }
+        if let Some(eta) = self.lars_eta {
+            s += &format!("_lars{eta}");
+        }
+        if self.warmup_epochs != 0.0 {
+            s += &format!("_wu{}", self.warmup_epochs);
+        }
+        if self.init_std != 0.0 {
+            s += &format!("_init{}", self.init_std);
         }
         s
     }
@@ -610,7 +652,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             p.unit(*momentum, &at("train.optimizer.momentum"));
             p.positive(*eta, &at("train.optimizer.eta"));
         }
-        Optimizer::Adam { beta1, beta2, eps } | Optimizer::Adamw { beta1, beta2, eps } => {
+        Optimizer::Adam { beta1, beta2, eps } | Optimizer::Adamw { beta1, beta2, eps, .. } => {
             p.unit(*beta1, &at("train.optimizer.beta1"));
             p.unit(*beta2, &at("train.optimizer.beta2"));
             p.positive(*eps, &at("train.optimizer.eps"));
@@ -738,11 +780,13 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
         "resnet18" => {
             refuse(p, b.n_rkhs.is_some(), "n_rkhs", "resnet18");
             refuse(p, b.n_depth.is_some(), "n_depth", "resnet18");
+            refuse(p, b.depth.is_some(), "depth", "resnet18");
             refuse(p, b.use_bn.is_some(), "use_bn", "resnet18");
             Backbone::Resnet18 { width, zero_init_residual: p.req(b.zero_init_residual, &k("zero_init_residual"), true) }
         }
         "amdim" => {
             refuse(p, b.zero_init_residual.is_some(), "zero_init_residual", "amdim");
+            refuse(p, b.depth.is_some(), "depth", "amdim");
             let n_rkhs = p.req(b.n_rkhs, &k("n_rkhs"), 64);
             let n_depth = p.req(b.n_depth, &k("n_depth"), 1);
             if n_rkhs < 1 {
@@ -764,6 +808,10 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
                     VitSize::Tiny
                 }
             };
+            if b.depth == Some(0) {
+                p.push(&k("depth"), "expected at least 1 block (omit the key for the size's 12)");
+            }
+            let depth = b.depth.filter(|&d| d != size.dims().1);
             let patch_size = p.req(b.patch_size, &k("patch_size"), 4);
             if patch_size < 1 {
                 p.push(&k("patch_size"), format!("expected a positive patch side, found {patch_size}"));
@@ -776,7 +824,7 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
                     VitPool::Cls
                 }
             };
-            Backbone::Vit { size, patch_size, pool }
+            Backbone::Vit { size, depth, patch_size, pool }
         }
         other => {
             p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, amdim, vit"));
@@ -833,7 +881,37 @@ fn linear(l: crate::suite::spec::LinearSpec, at: &str, p: &mut Problems) -> Line
         augment,
         test_resize: l.test_resize,
         train_subset: l.train_subset,
+        batchnorm: l.batchnorm.unwrap_or(false),
+        lars_eta: match l.optimizer.as_deref() {
+            None | Some("sgd") => {
+                if l.eta.is_some() {
+                    p.push(&k("eta"), "eta is LARS's trust coefficient; set optimizer: lars or remove eta");
+                }
+                None
+            }
+            Some("lars") => Some(p.req(l.eta, &k("eta"), 0.001)),
+            Some(other) => {
+                p.push(&k("optimizer"), format!("unknown probe optimizer {other:?}; expected sgd (the default) or lars (with eta, e.g. 0.001 as MAE's probe)"));
+                None
+            }
+        },
+        warmup_epochs: l.warmup_epochs.unwrap_or(0.0),
+        init_std: l.init_std.unwrap_or(0.0),
     };
+    if let Some(eta) = linear.lars_eta {
+        p.positive(eta, &k("eta"));
+    }
+    p.non_negative(linear.init_std, &k("init_std"));
+    p.non_negative(linear.warmup_epochs, &k("warmup_epochs"));
+    if linear.warmup_epochs >= linear.epochs as f64 && linear.epochs > 0 {
+        p.push(&k("warmup_epochs"), format!("expected fewer than epochs ({}), found {}", linear.epochs, linear.warmup_epochs));
+    }
+    if linear.batchnorm && linear.standardize {
+        p.push(&k("batchnorm"), "batchnorm and standardize both normalise the features; set standardize: false (MAE's probe) or remove batchnorm");
+    }
+    if linear.batchnorm && linear.batch_size < 2 {
+        p.push(&k("batch_size"), format!("batchnorm needs batches of at least 2 rows, found {}", linear.batch_size));
+    }
     p.at_least(linear.epochs, 1, &k("epochs"));
     p.at_least(linear.batch_size, 1, &k("batch_size"));
     p.positive(linear.lr, &k("lr"));
@@ -963,5 +1041,24 @@ mod tests {
         let err = load(&t("{arch: resnet18, width: 8, zero_init_residual: true, patch_size: 4}")).unwrap_err().to_string();
         assert!(err.contains("backbone.patch_size: not a field of arch resnet18; remove it"), "{err}");
         assert!(!err.contains("backbone.width"), "{err}");
+        let err = load(&t("{arch: vit, size: tiny, patch_size: 4, pool: cls, depth: 0}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.depth: expected at least 1 block"), "{err}");
+        let err = load(&t("{arch: amdim, width: 8, n_rkhs: 64, n_depth: 1, use_bn: false, depth: 2}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.depth: not a field of arch amdim; remove it"), "{err}");
+    }
+
+    /// The masked auto-encoders refuse a ResNet, and MAE's probe settings are checked.
+    #[test]
+    fn masked_autoencoders_and_the_mae_probe_are_checked() {
+        let err = load("version: 1\ntargets:\n  - id: a\n    method: mmae\n    method_params: {mask_ratio: 1.0, norm_pix: true, decoder: {width: 30, depth: 0, heads: 4}, lambda: 0.01, mu: 3, centering: false}\n    backbone: {arch: resnet18, width: 8, zero_init_residual: true}\n").unwrap_err().to_string();
+        assert!(err.contains("method_params.mask_ratio: expected a fraction strictly between 0 and 1, found 1"), "{err}");
+        assert!(err.contains("method_params.decoder: expected a positive width divisible by heads"), "{err}");
+        assert!(err.contains("method_params.decoder.depth: expected at least 1 block"), "{err}");
+        assert!(err.contains("mmae masks the patches of a ViT"), "{err}");
+        let probe = "{epochs: 4, batch_size: 1, lr: 0.1, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.9, weight_decay: 0.0, standardize: true, batchnorm: true, optimizer: lars, warmup_epochs: 4, init_std: -1}";
+        let err = load(&format!("version: 1\ntargets:\n  - id: a\n    method: random_init\n    eval: {{extra_linear: [{probe}]}}\n")).unwrap_err().to_string();
+        for want in ["extra_linear[0].eta: missing", "extra_linear[0].warmup_epochs: expected fewer than epochs (4), found 4", "extra_linear[0].init_std: expected a number >= 0", "extra_linear[0].batchnorm: batchnorm and standardize both normalise", "extra_linear[0].batch_size: batchnorm needs batches of at least 2"] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 }

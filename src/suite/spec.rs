@@ -57,6 +57,8 @@ pub struct BackboneSpec {
     pub use_bn: Option<bool>,
     /// vit: `tiny`, `small` or `base`.
     pub size: Option<String>,
+    /// vit: fewer (or more) blocks than the size's 12, a stated deviation (e.g. CPU smoke runs).
+    pub depth: Option<usize>,
     /// vit: side of the square patches (4 for 32 px, 8 for 64 px, 16 for 224 px).
     pub patch_size: Option<i64>,
     /// vit: the exported embedding, `cls` (the cls token) or `mean` (of the patch tokens).
@@ -220,6 +222,16 @@ pub struct LinearSpec {
     pub augment: Option<ProbeAugmentSpec>,
     /// Resize test images to this side (bicubic), then centre-crop back to the image size.
     pub test_resize: Option<usize>,
+    /// BatchNorm without affine before the layer (MAE's probe head); default false.
+    pub batchnorm: Option<bool>,
+    /// `sgd` (default) or `lars` (MAE's probe; with `eta`).
+    pub optimizer: Option<String>,
+    /// LARS trust coefficient.
+    pub eta: Option<f64>,
+    /// Linear warm-up epochs before the cosine; default 0.
+    pub warmup_epochs: Option<f64>,
+    /// Std of the layer's normal initialisation; default 0 (zeros).
+    pub init_std: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

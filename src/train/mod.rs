@@ -125,10 +125,13 @@ impl Precision {
     }
 }
 
-/// The two normalised training views of a batch `x` (float, [0, 1]) in the model's layout.
+/// The two normalised training views of a batch `x` (float, [0, 1]) in the model's layout; for an
+/// objective that reads one view (`Model::views`), the first twice (the second is not drawn).
 pub fn two_views(model: &Model, x: &Tensor, t: &Target, norm: &Normalize) -> Result<(Tensor, Tensor)> {
     let view = |i| random_view(x, &t.augment, i).map(|v| model.layout(&norm.apply(&v)));
-    Ok((view(0)?, view(1)?))
+    let v1 = view(0)?;
+    let v2 = if model.views() == 1 { v1.shallow_clone() } else { view(1)? };
+    Ok((v1, v2))
 }
 
 /// One training step on two views: the loss under `precision`, backward, the optimizer at `lr`, then

@@ -5,7 +5,8 @@
 //!   then g ← g·η‖p‖/‖g‖ (1 when either norm is 0), b ← μ·b + g, p ← p − lr·b; with
 //!   `exclude_bias_and_norm`, 1-D variables (biases, BatchNorm) skip both the decay and the adaptation.
 //! - Adam / AdamW, PyTorch semantics: Adam adds wd·p to the gradient (L2), AdamW decays the weights
-//!   directly (p ← p − lr·wd·p); m and v with bias correction, p ← p − lr·m̂/(√v̂ + ε).
+//!   directly (p ← p − lr·wd·p; with `exclude_bias_and_norm` not the 1-D variables, as MAE's
+//!   `optim_factory.add_weight_decay`); m and v with bias correction, p ← p − lr·m̂/(√v̂ + ε).
 //! Schedules: linear warm-up from 0 over `warmup` steps, then cosine to `min_lr` (solo-learn / PL-Bolts
 //! `LinearWarmupCosineAnnealingLR`, stepped per iteration) or PyTorch `MultiStepLR` (×γ at each
 //! milestone epoch).
@@ -26,7 +27,8 @@ pub struct Optimizer {
     flat: Flat,
     /// [momentum] (SGD, LARS) or [exp_avg, exp_avg_sq] (Adam, AdamW), each laid out as `flat`.
     buffers: Vec<Tensor>,
-    /// LARS with `exclude_bias_and_norm`: per variable 1 (decayed and adapted) or 0 (1-D, plain).
+    /// LARS or AdamW with `exclude_bias_and_norm`: per variable 1 (decayed, and adapted by LARS)
+    /// or 0 (1-D, plain).
     adapted: Option<Tensor>,
     kind: Kind_,
     weight_decay: f64,
@@ -51,7 +53,7 @@ impl Optimizer {
         let flat = Flat::adopt(&params).context("the optimizer keeps all trainable variables in one buffer")?;
         let buffers = (0..buffer_names(kind).len()).map(|_| flat.zeros()).collect();
         let adapted = match kind {
-            Kind_::Lars { exclude_bias_and_norm: true, .. } => {
+            Kind_::Lars { exclude_bias_and_norm: true, .. } | Kind_::Adamw { exclude_bias_and_norm: true, .. } => {
                 let per: Vec<f32> = params.iter().map(|p| if p.dim() == 1 { 0.0 } else { 1.0 }).collect();
                 Some(Tensor::from_slice(&per).to_device(flat.values.device()))
             }
@@ -115,11 +117,15 @@ impl Optimizer {
                     self.buffers[0].copy_(&b);
                     &self.buffers[0] * lr
                 }
-                Kind_::Adam { beta1, beta2, eps } | Kind_::Adamw { beta1, beta2, eps } => {
+                Kind_::Adam { beta1, beta2, eps } | Kind_::Adamw { beta1, beta2, eps, .. } => {
                     let decoupled = matches!(self.kind, Kind_::Adamw { .. });
                     let g = if wd != 0.0 && !decoupled { g + &p * wd } else { g };
                     if wd != 0.0 && decoupled {
-                        let decayed = keep(&p * (1.0 - lr * wd), &p);
+                        let decayed = match &self.adapted {
+                            Some(a) => &p - &p * self.flat.spread(a) * (lr * wd),
+                            None => &p * (1.0 - lr * wd),
+                        };
+                        let decayed = keep(decayed, &p);
                         self.flat.values.copy_(&decayed);
                     }
                     let m = keep(&self.buffers[0] * beta1 + &g * (1.0 - beta1), &self.buffers[0]);
@@ -262,7 +268,7 @@ mod tests {
     fn adam_and_adamw_match_pytorch_by_hand() {
         let (b1, b2, eps) = (0.8, 0.999, 1e-8);
         for decoupled in [false, true] {
-            let kind = if decoupled { Kind_::Adamw { beta1: b1, beta2: b2, eps } } else { Kind_::Adam { beta1: b1, beta2: b2, eps } };
+            let kind = if decoupled { Kind_::Adamw { beta1: b1, beta2: b2, eps, exclude_bias_and_norm: false } } else { Kind_::Adam { beta1: b1, beta2: b2, eps } };
             let (lr, wd) = (0.1, 0.01);
             let got = run(kind, wd, lr, &[1.0, -2.0]);
             for (x0, g) in [1.0f64, -2.0].iter().zip(got) {
@@ -282,6 +288,23 @@ mod tests {
                 assert!((g - x).abs() < 1e-5, "decoupled {decoupled}: {g} vs {x}");
             }
         }
+    }
+
+    /// AdamW with `exclude_bias_and_norm` decays the 2-D variable as plain AdamW and leaves the
+    /// 1-D one undecayed (its step is Adam's alone).
+    #[test]
+    fn adamw_can_exclude_1d_variables_from_the_decay() {
+        let vs = VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var_copy("w", &Tensor::from_slice(&[3.0f32, 4.0]).reshape([1, 2]));
+        let b = vs.root().var_copy("b", &Tensor::from_slice(&[3.0f32, 4.0]));
+        let kind = Kind_::Adamw { beta1: 0.9, beta2: 0.95, eps: 1e-8, exclude_bias_and_norm: true };
+        let mut opt = Optimizer::new(&vs, &kind, 0.5).unwrap();
+        opt.zero_grad();
+        ((&w * &w).sum(Kind::Float) + (&b * &b).sum(Kind::Float)).backward();
+        opt.step(0.1);
+        // First Adam step moves each value by lr·sign(g) = 0.1; the decay takes lr·wd·p = 0.05·p more from w only.
+        assert!((w.double_value(&[0, 0]) - (3.0 * (1.0 - 0.05) - 0.1)).abs() < 1e-5, "{}", w.double_value(&[0, 0]));
+        assert!((b.double_value(&[0]) - (3.0 - 0.1)).abs() < 1e-5, "{}", b.double_value(&[0]));
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub mod byol;
 pub mod corinfomax;
 pub mod emi;
 pub mod er;
+pub mod mae;
+pub mod mmae;
 pub mod simclr;
+pub mod umae;
 pub mod vicreg;
 
 use serde::de::DeserializeOwned;
@@ -34,6 +37,9 @@ macro_rules! for_each_method {
             emi Emi EmiParams,
             amdim Amdim AmdimParams,
             er Er ErParams,
+            mae Mae MaeParams,
+            umae Umae UmaeParams,
+            mmae Mmae MmaeParams,
         }
     };
 }
@@ -116,6 +122,7 @@ macro_rules! define_method {
     ($($name:ident $variant:ident $params:ident,)*) => {
         $(pub use self::$name::$params;)*
         pub use self::er::{ErHead, ErReduction};
+        pub use self::mae::DecoderParams;
 
         /// The SSL method and its hyper-parameters. The YAML `method:` word names the variant.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
