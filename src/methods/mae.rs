@@ -11,19 +11,19 @@ use crate::losses::{self, Loss};
 use crate::plan::MaeParams;
 
 /// `repro loss mae`: z1 the predicted patches, z2 the target pixels, one patch per row.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaeLossArgs {
-    /// Normalise each target row by its mean and unbiased std (MAE's default: true).
-    #[serde(default = "yes")]
+    /// Normalise each target row by its mean and unbiased std (MAE's `--norm_pix_loss`: true).
     pub norm_pix: bool,
-    /// 1 for each removed row (patch), 0 for a kept one; absent: every row counts.
-    #[serde(default)]
+    /// 1 for each removed row (patch), 0 for a kept one; null: every row counts.
     pub masked: Option<Vec<f64>>,
 }
 
-fn yes() -> bool {
-    true
+impl Default for MaeLossArgs {
+    fn default() -> Self {
+        Self { norm_pix: MaeParams::default().norm_pix, masked: None }
+    }
 }
 
 impl Trains for MaeParams {
