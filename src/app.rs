@@ -57,7 +57,14 @@ fn bench(lock: &Path, a: &BenchArgs) -> Result<Outcome> {
         eprintln!("benchmarking on the CPU ({why})");
     }
     let info = lockfile.info(&t.dataset)?;
-    let opts = crate::bench::BenchOptions { steps: a.steps, embed_images: a.embed_images, knn_bank: a.knn_bank, knn_queries: a.knn_queries, peak_tflops: a.peak_tflops, trace_steps: a.trace_steps };
+    let opts = crate::bench::BenchOptions {
+        steps: a.steps,
+        embed_images: a.embed_images,
+        knn_bank: a.knn_bank,
+        knn_queries: a.knn_queries,
+        peak_tflops: a.peak_tflops,
+        trace_steps: a.trace_steps,
+    };
     let r = crate::bench::bench_target(t, &info, device, &opts)?;
     if let Some(path) = &a.save {
         util::write_json(path, &r)?;
@@ -132,13 +139,15 @@ fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<(Plan, data::lo
     Ok((plan, lockfile))
 }
 
-/// The targets named by `--target` (all when none is), in suite order; an unknown id is an error
-/// that lists the suite's targets.
+/// The targets named by `--target` (all when none is), in suite order: a target's id, a sweep
+/// point's id, or a sweep's id for all its points. An unknown id is an error that lists the
+/// suite's targets.
 fn select_targets<'a>(plan: &'a Plan, suite: &Path, ids: &[String]) -> Result<Vec<&'a Target>> {
-    if let Some(id) = ids.iter().find(|id| !plan.targets.iter().any(|t| &t.id == *id)) {
+    let named = |t: &Target, id: &String| &t.id == id || t.sweep.as_ref().is_some_and(|s| &s.of == id);
+    if let Some(id) = ids.iter().find(|id| !plan.targets.iter().any(|t| named(t, id))) {
         bail!("--target {id:?}: no such target in {} (targets: {})", suite.display(), target_ids(plan));
     }
-    Ok(plan.targets.iter().filter(|t| ids.is_empty() || ids.contains(&t.id)).collect())
+    Ok(plan.targets.iter().filter(|t| ids.is_empty() || ids.iter().any(|id| named(t, id))).collect())
 }
 
 fn target_ids(plan: &Plan) -> String {
@@ -378,7 +387,10 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
         metrics.insert(p.metric.clone(), pct(p.outcome.test_top1, MetricKind::Eval, serde_json::to_value(&p.protocol)?));
     }
     let parity_protocol = serde_json::json!({ "images": parity.images, "tolerance": t.export.parity_tolerance });
-    metrics.insert("onnx_parity_rel_diff".into(), Metric { value: parity.rel_diff, higher_is_better: false, unit: "ratio".into(), kind: MetricKind::Parity, protocol: Some(parity_protocol) });
+    metrics.insert(
+        "onnx_parity_rel_diff".into(),
+        Metric { value: parity.rel_diff, higher_is_better: false, unit: "ratio".into(), kind: MetricKind::Parity, protocol: Some(parity_protocol) },
+    );
     if let Some(o) = &outcome {
         metrics.insert("train_images_per_s".into(), Metric { value: o.images_per_s, higher_is_better: true, unit: "images/s".into(), kind: MetricKind::Speed, protocol: None });
         if let Some(m) = o.monitor_knn_top1 {
@@ -603,8 +615,7 @@ fn read_matrix(path: &Path) -> Result<ndarray::Array2<f64>> {
     if let Ok(a) = ndarray_npy::read_npy::<_, ndarray::Array2<f32>>(path) {
         return Ok(a.mapv(f64::from));
     }
-    ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(path)
-        .map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
+    ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(path).map_err(|e| anyhow!("{}: expected a float32 or float64 .npy of shape N×D: {e}", path.display()))
 }
 
 /// Evaluates one method's objective on given embeddings and prints it as JSON. Unless `--set`

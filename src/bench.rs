@@ -4,8 +4,9 @@
 //! k-NN at a given bank × query size; on a GPU also the model-FLOP utilisation (MFU).
 //!
 //! MFU counts the backbone only, as the usual convention (PaLM's appendix B; Chinchilla): training
-//! FLOPs per image = views × 3 (forward + backward) × 2 × the backbone's multiply-accumulates
-//! (`nn::count_macs`), divided by the chip's dense bf16 peak. Heads, losses and EMA targets are not
+//! FLOPs per image = 3 (forward + backward) × 2 × the multiply-accumulates of the backbone's forward
+//! passes on one image's views (`nn::count_macs` over convolutions, linear layers and attention;
+//! the masked auto-encoders' one pass over the kept patches), divided by the chip's dense bf16 peak. Heads, losses and EMA targets are not
 //! counted, so the figure is a lower bound.
 
 use std::time::Instant;
@@ -122,6 +123,7 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
 
     let macs = model.encoder.macs_per_image(c, s, device);
     let (train_images_per_s, train_tflops_per_s) = if t.method.trains() {
+        let train_macs = model.train_macs_per_image(c, s)?;
         let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
         let total = o.steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<Tensor> {
@@ -143,7 +145,7 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
         if !loss.is_finite() {
             bail!("the loss became {loss} while benchmarking {} (synthetic data at lr {}); the speed figures would be meaningless", t.id, t.train.lr);
         }
-        (Some(per_s), Some(per_s * 2.0 * 3.0 * 2.0 * macs as f64 / 1e12))
+        (Some(per_s), Some(per_s * 3.0 * 2.0 * train_macs as f64 / 1e12))
     } else {
         (None, None)
     };

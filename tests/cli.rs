@@ -264,7 +264,7 @@ fn loss_command_prints_json_terms() {
     assert!(stderr(&o).contains("same shape"), "{}", stderr(&o));
     let o = sb.repro(&["loss", "simclrr", "--z1", "a.npy", "--z2", "b.npy", "--json"]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("available: amdim, barlow_twins, byol, corinfomax, emi, er, mae, mmae, simclr, umae, vicreg"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("available: amdim, barlow_twins, byol, corinfomax, dino, emi, er, mae, mmae, simclr, umae, vicreg"), "{}", stderr(&o));
     // The masked auto-encoders: MAE's reconstruction on patch rows (predictions, targets, the
     // removed rows); U-MAE's and M-MAE's regularisers on one set of cls features (--z1 only).
     let o = sb.repro(&["loss", "mae", "--z1", "a.npy", "--z2", "b.npy", "--set", "masked=[1, 0, 1, 1]", "--json"]);
@@ -318,11 +318,7 @@ fn loss_command_prints_json_terms() {
 #[test]
 fn every_shipped_suite_validates_against_the_shipped_lock() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut suites: Vec<String> = std::fs::read_dir(root.join("suites"))
-        .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
-        .filter(|p| p.ends_with(".yaml"))
-        .collect();
+    let mut suites: Vec<String> = std::fs::read_dir(root.join("suites")).unwrap().map(|e| e.unwrap().path().display().to_string()).filter(|p| p.ends_with(".yaml")).collect();
     suites.sort();
     assert!(!suites.is_empty());
     let lock = root.join("datasets.lock").display().to_string();
@@ -344,7 +340,22 @@ fn fetch_and_verify_handle_every_shipped_entry() {
     let o = sb.repro(&["verify", "--lock", lock]);
     assert_exit(&o, 0);
     let out = stdout(&o);
-    for ds in ["fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "stl10", "tiny_imagenet", "imagenette_160", "imagenette_320", "imagenette", "imagewoof_160", "imagewoof_320", "imagewoof", "imagenet100", "imagenet1k"] {
+    for ds in [
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "cifar100_coarse",
+        "stl10",
+        "tiny_imagenet",
+        "imagenette_160",
+        "imagenette_320",
+        "imagenette",
+        "imagewoof_160",
+        "imagewoof_320",
+        "imagewoof",
+        "imagenet100",
+        "imagenet1k",
+    ] {
         assert!(out.contains(&format!("{ds}: ")), "verify does not list {ds}:\n{out}");
     }
     let o = sb.repro(&["fetch", "--lock", lock, "imagenet100"]);
@@ -377,7 +388,7 @@ fn every_method_trains_from_a_suite() {
     let mut failures = Vec::new();
     for seed in 0..3 {
         let host = read("random_init", seed, "env.json")["cpu"].as_str().unwrap_or("?").to_owned();
-        for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "amdim", "er_simclr", "er_byol", "er_dino"] {
+        for id in ["corinfomax", "simclr", "barlow_twins", "vicreg", "byol", "emi", "amdim", "er_simclr", "er_byol", "er_dino", "dino"] {
             let floor_id = if id == "amdim" { "random_init_amdim" } else { "random_init" };
             let (mine, floor) = (knn(id, seed), knn(floor_id, seed));
             if !(mine >= floor + LEARNS_BY && mine <= 100.0) {
@@ -498,6 +509,61 @@ fn finished_runs_are_kept_and_reused_by_identity() {
     assert_eq!(stdout(&o).lines().filter(|l| l.contains(",cim,")).count(), 5, "{}", stdout(&o));
 }
 
+/// A sweep from a suite: ER's BYOL head over two batch sizes × two EMA coefficients (one short
+/// epoch on Fashion-MNIST) expands into four runs with readable ids, each trained at the learning
+/// rate its batch size gets from `lr_scaling`; `validate` lists the points, `--target` selects one
+/// point or the whole sweep, and the report shows the grid with the swept values as columns.
+#[test]
+fn a_sweep_trains_its_grid_and_reports_it() {
+    if !debian_available() {
+        panic!("this test needs Debian's dataset-fashion-mnist (scripts/setup installs it)");
+    }
+    let sb = Sandbox::new();
+    sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
+    let sweep = "  - id: er_byol\n    method: er\n    method_params: {projector: [32, 16], reduction: expectation, head: {name: byol, kappa: 10.0, predictor: [32, 16], momentum: 0.99}}\n    train: {lr_scaling: {rule: linear, reference_batch: 128}}\n    sweep: {train.batch_size: [64, 128], method_params.head.momentum: [0.9, 0.99]}\n";
+    let suite = tiny_suite(1).replace(
+        "  - id: cim\n    method: corinfomax\n    method_params: {projector: [32, 16], alpha: 250, la_r: 0.01, la_mu: 0.01, r_ini: 1.0, eps: 1.0e-8, normalize: true}\n",
+        sweep,
+    );
+    assert!(suite.contains("er_byol"), "{suite}");
+    sb.write("s.yaml", &suite);
+    let ids = ["er_byol@batch_size=64,momentum=0.9", "er_byol@batch_size=64,momentum=0.99", "er_byol@batch_size=128,momentum=0.9", "er_byol@batch_size=128,momentum=0.99"];
+    let o = sb.repro(&["validate", "s.yaml"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(&format!("ok (5 targets: {}, floor)", ids.join(", "))), "{}", stdout(&o));
+
+    // One point, by its id; then the whole sweep by the sweep's id (the point is not trained again).
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", ids[1]]);
+    assert_exit(&o, 0);
+    assert!(!sb.path(&format!("reports/tiny/{}", ids[0])).exists());
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_byol", "--target", "floor"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains(&format!("{}: finished earlier with the same configuration; skipping", ids[1])), "{}", stderr(&o));
+    for (id, lr) in ids.iter().zip([0.05, 0.05, 0.1, 0.1]) {
+        let config = json(&sb, &format!("reports/tiny/{id}/config.json"));
+        let t = &config["target"];
+        assert_eq!(t["train"]["lr"].as_f64(), Some(lr), "{id}: {t}");
+        assert_eq!(t["train"]["lr_scaling"]["base_lr"].as_f64(), Some(0.1), "{id}");
+        assert_eq!(t["sweep"]["of"], "er_byol", "{id}");
+        assert!(json(&sb, &format!("reports/tiny/{id}/metrics.json"))["metrics"][KNN]["value"].is_f64(), "{id}");
+    }
+    let table = stdout(&o);
+    assert!(table.contains("sweep er_byol: 4 points of er on fashion_mnist"), "{table}");
+    let header = table.lines().find(|l| l.contains("train.batch_size")).unwrap_or_else(|| panic!("{table}"));
+    assert!(header.contains("method_params.head.momentum") && header.contains("k-NN top-1"), "{header}");
+    assert_eq!(table.lines().filter(|l| (l.contains(" 64 ") || l.contains(" 128 ")) && l.contains("1/1")).count(), 4, "{table}");
+    let md = stdout(&sb.repro(&["report", "reports/tiny", "--format", "md"]));
+    assert!(md.contains("**sweep er_byol: 4 points") && md.contains("| train.batch_size | method_params.head.momentum |"), "{md}");
+
+    // Unknown points and a --set on a swept key are refused with what to do.
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_byol@batch_size=32"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("no such target") && stderr(&o).contains(ids[3]), "{}", stderr(&o));
+    let o = sb.repro(&["validate", "s.yaml", "--set", "train.batch_size=32"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("target er_byol sweeps train.batch_size"), "{}", stderr(&o));
+}
+
 /// Unreadable, older or foreign records are reported by path and left in place; `--move-aside`
 /// moves them; `report` and `gate` carry on with the other folders.
 #[test]
@@ -597,7 +663,10 @@ fn augmented_probes_run_beside_the_standard_one() {
     let extra = format!(
         "    eval:\n      extra_linear:\n        - {probe}, augment: {{crop_scale: [1.0, 1.0], crop_ratio: [1.0, 1.0], hflip: 0.0, interpolation: bicubic}}}}\n        - {{epochs: 3, batch_size: 256, lr: 0.2, schedule: cosine_per_epoch, min_lr: 0.002, momentum: 0.9, weight_decay: 0.0, standardize: true, train_subset: 10000, augment: {{crop_scale: [0.08, 1.0], crop_ratio: [0.75, 1.3333333], hflip: 0.5, interpolation: bicubic}}, test_resize: 32}}\n"
     );
-    sb.write("s.yaml", &tiny_suite(1).replace("  - id: floor\n", &format!("{extra}  - id: floor\n")).replace("    method: random_init\n", &format!("    method: random_init\n{extra}")));
+    sb.write(
+        "s.yaml",
+        &tiny_suite(1).replace("  - id: floor\n", &format!("{extra}  - id: floor\n")).replace("    method: random_init\n", &format!("    method: random_init\n{extra}")),
+    );
     let o = sb.repro(&["run", "s.yaml", "--device", "cpu"]);
     assert_exit(&o, 0);
     for id in ["cim", "floor"] {

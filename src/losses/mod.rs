@@ -6,6 +6,7 @@ pub mod amdim;
 pub mod barlow_twins;
 pub mod byol;
 pub mod corinfomax;
+pub mod dino;
 pub mod emi;
 pub mod er;
 pub mod mae;

@@ -24,26 +24,11 @@ use super::ema::Ema;
 use super::{features, Objective, Parts, StepLoss, Trains};
 use crate::losses::er::{self, Support};
 use crate::losses::{check_pair, l2_normalize};
-use crate::nn::heads::{Mlp, Style};
+use crate::nn::heads::{Mlp, Prototypes, Style};
 use crate::nn::Encoder;
 use crate::plan::{ErHead, ErParams, ErReduction};
 
 const STYLE: Style = Style::BatchNorm { last_bias: true };
-
-/// Unit-norm prototypes: logits = ⟨z, w_c⟩ / ‖w_c‖.
-struct Prototypes {
-    w: Tensor,
-}
-
-impl Prototypes {
-    fn new(root: &nn::Path, dim: i64, k: i64) -> Self {
-        Self { w: root.var("weight", &[k, dim], crate::nn::torch_default(dim)) }
-    }
-
-    fn logits(&self, z: &Tensor) -> Tensor {
-        z.matmul(&l2_normalize(&self.w).transpose(0, 1))
-    }
-}
 
 enum Head {
     Simclr { kappa: f64 },

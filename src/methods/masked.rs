@@ -25,9 +25,15 @@ use crate::plan::DecoderParams;
 pub enum Regulariser {
     None,
     /// U-MAE: λ·uniformity.
-    Uniformity { lambda: f64 },
+    Uniformity {
+        lambda: f64,
+    },
     /// M-MAE: λ·TCR.
-    Tcr { lambda: f64, mu: f64, centering: bool },
+    Tcr {
+        lambda: f64,
+        mu: f64,
+        centering: bool,
+    },
 }
 
 pub struct MaskedAutoencoder {
@@ -109,6 +115,14 @@ impl Objective for MaskedAutoencoder {
     fn views(&self) -> usize {
         1
     }
+
+    fn encoder_macs_per_image(&self, encoder: &Encoder, in_channels: i64, image_size: i64, device: tch::Device) -> Result<u64> {
+        let v = vit_of(encoder)?;
+        let x = Tensor::zeros([1, in_channels, image_size, image_size], (Kind::Float, device));
+        Ok(crate::nn::count_macs(|| {
+            let _ = tch::no_grad(|| v.forward_masked(&x, self.mask_ratio));
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -120,11 +134,9 @@ mod tests {
     #[test]
     fn every_variant_trains_on_a_fixed_batch() {
         let _rng = crate::rng_lock();
-        for (reg, term) in [
-            (Regulariser::None, None),
-            (Regulariser::Uniformity { lambda: 0.01 }, Some("uniformity")),
-            (Regulariser::Tcr { lambda: 0.01, mu: 3.0, centering: false }, Some("tcr")),
-        ] {
+        for (reg, term) in
+            [(Regulariser::None, None), (Regulariser::Uniformity { lambda: 0.01 }, Some("uniformity")), (Regulariser::Tcr { lambda: 0.01, mu: 3.0, centering: false }, Some("tcr"))]
+        {
             tch::manual_seed(0);
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let backbone = crate::plan::Backbone::Vit { size: crate::plan::VitSize::Tiny, depth: Some(1), patch_size: 4, pool: crate::plan::VitPool::Cls };
@@ -149,5 +161,21 @@ mod tests {
             }
             assert!(last < 0.8 * first, "{reg:?}: {first} -> {last}");
         }
+    }
+
+    /// The encoder's training MACs count the masked pass: the patch embedding over all 16 patches of
+    /// a 16 px image at patch 4, then one block over the cls token and the 4 kept patches.
+    #[test]
+    fn training_macs_count_only_the_kept_patches() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let backbone = crate::plan::Backbone::Vit { size: crate::plan::VitSize::Tiny, depth: Some(1), patch_size: 4, pool: crate::plan::VitPool::Cls };
+        let make = |r: &nn::Path| Encoder::new(r, &backbone, 1, 16);
+        let encoder = make(&vs.root()).unwrap();
+        let parts = Parts { root: vs.root() / "method", feature_dim: encoder.out_dim(), encoder: &encoder, backbone: &backbone, make_encoder: &make };
+        let m = MaskedAutoencoder::new(&parts, &DecoderParams { width: 32, depth: 1, heads: 2 }, 0.75, true, Regulariser::None).unwrap();
+        let (d, patch) = (192u64, 16 * 192 * 16);
+        let block = |l: u64| l * 12 * d * d + 2 * l * l * d;
+        assert_eq!(m.encoder_macs_per_image(&encoder, 1, 16, tch::Device::Cpu).unwrap(), patch + block(5));
+        assert_eq!(encoder.macs_per_image(1, 16, tch::Device::Cpu), patch + block(17));
     }
 }

@@ -8,6 +8,7 @@ pub mod amdim;
 pub mod barlow_twins;
 pub mod byol;
 pub mod corinfomax;
+pub mod dino;
 pub mod ema;
 pub mod emi;
 pub mod er;
@@ -51,6 +52,12 @@ pub trait Objective {
     /// one, and the loop then draws only `v1`, passing it again as `v2`).
     fn views(&self) -> usize {
         2
+    }
+    /// Multiply-accumulates of the online encoder's forward passes per training image (MFU's
+    /// numerator, with ×3 for the backward): `views()` full passes; the masked auto-encoders count
+    /// their masked pass, which sees only the kept patches.
+    fn encoder_macs_per_image(&self, encoder: &Encoder, in_channels: i64, image_size: i64, device: tch::Device) -> Result<u64> {
+        Ok(self.views() as u64 * encoder.macs_per_image(in_channels, image_size, device))
     }
     /// The EMA target, for methods that keep one.
     fn target(&self) -> Option<&ema::Ema> {
@@ -198,6 +205,14 @@ impl Model {
     /// Views per image the objective reads (1 or 2).
     pub fn views(&self) -> usize {
         self.objective.as_ref().map_or(2, |o| o.views())
+    }
+
+    /// Multiply-accumulates of the online encoder per training image ([`Objective::encoder_macs_per_image`]).
+    pub fn train_macs_per_image(&self, in_channels: i64, image_size: i64) -> Result<u64> {
+        match &self.objective {
+            Some(o) => o.encoder_macs_per_image(&self.encoder, in_channels, image_size, self.vs.device()),
+            None => bail!("this method has no training objective"),
+        }
     }
 
     /// The SSL loss for two augmented, normalised views.

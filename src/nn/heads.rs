@@ -9,6 +9,22 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// Unit-norm prototypes (DINO's weight-normalised last layer with its norm fixed at 1, SwAV's
+/// normalised prototypes): logits = ⟨z, w_c⟩ / ‖w_c‖.
+pub struct Prototypes {
+    w: Tensor,
+}
+
+impl Prototypes {
+    pub fn new(root: &nn::Path, dim: i64, k: i64) -> Self {
+        Self { w: root.var("weight", &[k, dim], crate::nn::torch_default(dim)) }
+    }
+
+    pub fn logits(&self, z: &Tensor) -> Tensor {
+        z.matmul(&crate::losses::l2_normalize(&self.w).transpose(0, 1))
+    }
+}
+
 /// How the hidden layers are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {

@@ -59,25 +59,40 @@ pub fn channels_last(vs: &tnn::VarStore) {
 }
 
 thread_local! {
-    /// Multiply-accumulates counted by [`conv`] while [`count_macs`] runs (None: not counting).
+    /// Multiply-accumulates counted by [`conv`], [`linear`] and [`add_macs`] while [`count_macs`]
+    /// runs (None: not counting).
     static MACS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Adds `n` multiply-accumulates to the count when [`count_macs`] runs (the matrix products of
+/// attention, which no layer object holds).
+pub fn add_macs(n: u64) {
+    MACS.with(|m| {
+        if let Some(c) = m.get() {
+            m.set(Some(c + n));
+        }
+    });
 }
 
 /// `x` through the convolution `c`. Every backbone's convolutions go through here, so that
 /// [`count_macs`] counts them.
 pub fn conv(x: &Tensor, c: &tnn::Conv2D) -> Tensor {
     let y = x.apply(c);
-    MACS.with(|m| {
-        if let Some(n) = m.get() {
-            let per_output: i64 = c.ws.size()[1..].iter().product(); // C_in/groups · kH · kW
-            m.set(Some(n + y.numel() as u64 * per_output as u64));
-        }
-    });
+    let per_output: i64 = c.ws.size()[1..].iter().product(); // C_in/groups · kH · kW
+    add_macs(y.numel() as u64 * per_output as u64);
     y
 }
 
-/// The multiply-accumulates of the convolutions `f` runs (the usual model-FLOP convention: fvcore,
-/// thop; normalisation, activations and pooling not counted).
+/// `x` through the fully connected layer `l` on its last axis, counted as [`conv`] is.
+pub fn linear(x: &Tensor, l: &tnn::Linear) -> Tensor {
+    let y = x.apply(l);
+    add_macs(y.numel() as u64 * l.ws.size()[1] as u64);
+    y
+}
+
+/// The multiply-accumulates of the convolutions, linear layers and attention products `f` runs
+/// (the usual model-FLOP convention: fvcore, thop; normalisation, activations, softmax and pooling
+/// not counted).
 pub fn count_macs(f: impl FnOnce()) -> u64 {
     MACS.with(|m| m.set(Some(0)));
     f();
@@ -131,9 +146,7 @@ impl Encoder {
     pub fn new(root: &tnn::Path, b: &Backbone, in_channels: i64, image_size: usize) -> Result<Self> {
         Ok(match b {
             Backbone::Resnet18 { width, zero_init_residual } => Encoder::Resnet18(resnet::ResNet18::new(root, in_channels, *width, *zero_init_residual)),
-            Backbone::Amdim { width, n_rkhs, n_depth, use_bn } => {
-                Encoder::Amdim(amdim::Amdim::new(root, in_channels, image_size, *width, *n_rkhs, *n_depth, *use_bn)?)
-            }
+            Backbone::Amdim { width, n_rkhs, n_depth, use_bn } => Encoder::Amdim(amdim::Amdim::new(root, in_channels, image_size, *width, *n_rkhs, *n_depth, *use_bn)?),
             Backbone::Vit { size, depth, patch_size, pool } => Encoder::Vit(vit::Vit::new(root, in_channels, image_size, *size, *depth, *patch_size, *pool)?),
         })
     }

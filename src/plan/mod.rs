@@ -33,6 +33,9 @@ pub struct Target {
     pub eval: Eval,
     pub export: Export,
     pub expected: Vec<Expected>,
+    /// The sweep this target is a point of (`sweep:` in the suite), with the point's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::suite::SweepPoint>,
 }
 
 impl Target {
@@ -113,14 +116,19 @@ impl Backbone {
         match self {
             Backbone::Resnet18 { width, .. } => format!("resnet18 w{width}"),
             Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
-            Backbone::Vit { size, depth, patch_size, pool } => format!("vit-{}{} p{patch_size} {}", match size {
-                VitSize::Tiny => "tiny",
-                VitSize::Small => "small",
-                VitSize::Base => "base",
-            }, depth.map_or_else(String::new, |d| format!(" d{d}")), match pool {
-                VitPool::Cls => "cls",
-                VitPool::Mean => "mean",
-            }),
+            Backbone::Vit { size, depth, patch_size, pool } => format!(
+                "vit-{}{} p{patch_size} {}",
+                match size {
+                    VitSize::Tiny => "tiny",
+                    VitSize::Small => "small",
+                    VitSize::Base => "base",
+                },
+                depth.map_or_else(String::new, |d| format!(" d{d}")),
+                match pool {
+                    VitPool::Cls => "cls",
+                    VitPool::Mean => "mean",
+                }
+            ),
         }
     }
 }
@@ -233,7 +241,11 @@ pub struct Train {
     pub batch_size: usize,
     /// One run per seed (`train.seeds: [0, 1, 2]`), each in its own folder, resumable on its own.
     pub seeds: Vec<u64>,
+    /// The rate training runs at (after `lr_scaling`, when the suite gives one).
     pub lr: f64,
+    /// How `lr` was derived from the suite's rate and the batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_scaling: Option<LrScaling>,
     pub optimizer: Optimizer,
     pub schedule: Schedule,
     pub weight_decay: f64,
@@ -246,6 +258,30 @@ pub struct Train {
     /// `fp32`: fp32 everywhere.
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+}
+
+/// `train.lr_scaling`: the suite's `lr` is `base_lr`, the rate at `reference_batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LrScaling {
+    pub rule: LrRule,
+    pub reference_batch: usize,
+    pub base_lr: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrRule {
+    /// lr = base · batch / reference (Goyal et al. 2017; SimCLR, BYOL, MAE).
+    Linear,
+    /// lr = base · √(batch / reference) (SimCLR's LARS alternative, appendix B.1).
+    Sqrt,
+}
+
+impl LrScaling {
+    pub fn apply(&self, batch: usize) -> f64 {
+        let r = batch as f64 / self.reference_batch as f64;
+        self.base_lr * if self.rule == LrRule::Linear { r } else { r.sqrt() }
+    }
 }
 
 /// Training precision (`train.precision`).
@@ -543,12 +579,7 @@ pub fn build(suite: &LoadedSuite) -> anyhow::Result<Plan> {
         problems.push("targets", "the suite has no targets");
     }
     if !problems.0.is_empty() {
-        anyhow::bail!(
-            "{}: {} problem(s):\n  {}",
-            suite.path.display(),
-            problems.0.len(),
-            problems.0.join("\n  ")
-        );
+        anyhow::bail!("{}: {} problem(s):\n  {}", suite.path.display(), problems.0.len(), problems.0.join("\n  "));
     }
     Ok(Plan { suite: suite.name.clone(), suite_version: suite.version, targets })
 }
@@ -556,8 +587,10 @@ pub fn build(suite: &LoadedSuite) -> anyhow::Result<Plan> {
 fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     let at = |k: &str| format!("{label}.{k}");
     let id = p.req(s.id.clone(), &at("id"), format!("target{label}"));
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || id.is_empty() {
-        p.push(&at("id"), format!("{id:?} must be non-empty and use only letters, digits, '_' and '-' (it names a folder)"));
+    // A sweep point's id is its sweep's id, '@' and the point's values (checked by `suite::sweep`).
+    let base = s.sweep_point.as_ref().map_or(id.as_str(), |pt| pt.of.as_str());
+    if !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || base.is_empty() {
+        p.push(&at("id"), format!("{base:?} must be non-empty and use only letters, digits, '_' and '-' (it names a folder)"));
     }
     let method_name = p.req(s.method.clone(), &at("method"), String::new());
     let method = Method::parse(&method_name, s.method_params.as_ref(), &at("method_params"), p).unwrap_or(Method::RandomInit);
@@ -672,11 +705,27 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             p.push(&at("train.schedule.milestones"), format!("expected increasing epochs, found {milestones:?}"));
         }
     }
+    let batch_size = p.req(t.batch_size, &at("train.batch_size"), 2);
+    let base_lr = p.req(t.lr, &at("train.lr"), 0.1);
+    let lr_scaling = t.lr_scaling.map(|l| {
+        let rule = match l.rule.as_deref() {
+            Some("linear") => LrRule::Linear,
+            Some("sqrt") => LrRule::Sqrt,
+            other => {
+                p.push(&at("train.lr_scaling.rule"), format!("expected linear (lr · batch / reference) or sqrt (lr · √(batch / reference)), found {other:?}"));
+                LrRule::Linear
+            }
+        };
+        let reference_batch = p.req(l.reference_batch, &at("train.lr_scaling.reference_batch"), 256);
+        p.at_least(reference_batch, 1, &at("train.lr_scaling.reference_batch"));
+        LrScaling { rule, reference_batch: reference_batch.max(1), base_lr }
+    });
     let train = Train {
         epochs: p.req(t.epochs, &at("train.epochs"), 0),
-        batch_size: p.req(t.batch_size, &at("train.batch_size"), 2),
+        batch_size,
         seeds: p.req(t.seeds.clone(), &at("train.seeds"), vec![0]),
-        lr: p.req(t.lr, &at("train.lr"), 0.1),
+        lr: lr_scaling.as_ref().map_or(base_lr, |l| l.apply(batch_size)),
+        lr_scaling,
         optimizer,
         schedule,
         weight_decay: p.req(t.weight_decay, &at("train.weight_decay"), 0.0),
@@ -723,12 +772,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             Distance::Cosine
         }
     };
-    let knn = Knn {
-        k: p.req(k.k, &at("eval.knn.k"), 1),
-        temperature: p.req(k.temperature, &at("eval.knn.temperature"), 1.0),
-        distance,
-        bank_subset: k.bank_subset,
-    };
+    let knn = Knn { k: p.req(k.k, &at("eval.knn.k"), 1), temperature: p.req(k.temperature, &at("eval.knn.temperature"), 1.0), distance, bank_subset: k.bank_subset };
     p.at_least(knn.k, 1, &at("eval.knn.k"));
     p.positive(knn.temperature, &at("eval.knn.temperature"));
     if knn.bank_subset == Some(0) {
@@ -746,16 +790,14 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     }
 
     let x = s.export.clone().unwrap_or_default();
-    let export = Export {
-        parity_tolerance: p.req(x.parity_tolerance, &at("export.parity_tolerance"), 1e-4),
-        parity_images: p.req(x.parity_images, &at("export.parity_images"), 1),
-    };
+    let export =
+        Export { parity_tolerance: p.req(x.parity_tolerance, &at("export.parity_tolerance"), 1e-4), parity_images: p.req(x.parity_images, &at("export.parity_images"), 1) };
     p.positive(export.parity_tolerance, &at("export.parity_tolerance"));
     p.at_least(export.parity_images, 1, &at("export.parity_images"));
 
     let expected = s.expected.clone().unwrap_or_default().iter().enumerate().map(|(j, e)| expected(e, &at(&format!("expected[{j}]")), &produced, p)).collect();
     let dataset = p.req(s.dataset.clone(), &at("dataset"), String::new());
-    Target { id, description: s.description.clone(), method, dataset, backbone, data, augment, train, eval, export, expected }
+    Target { id, description: s.description.clone(), method, dataset, backbone, data, augment, train, eval, export, expected, sweep: s.sweep_point.clone() }
 }
 
 fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> Backbone {
@@ -796,7 +838,13 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
             Backbone::Amdim { width, n_rkhs, n_depth, use_bn: p.req(b.use_bn, &k("use_bn"), false) }
         }
         "vit" => {
-            for (set, key) in [(b.width.is_some(), "width"), (b.zero_init_residual.is_some(), "zero_init_residual"), (b.n_rkhs.is_some(), "n_rkhs"), (b.n_depth.is_some(), "n_depth"), (b.use_bn.is_some(), "use_bn")] {
+            for (set, key) in [
+                (b.width.is_some(), "width"),
+                (b.zero_init_residual.is_some(), "zero_init_residual"),
+                (b.n_rkhs.is_some(), "n_rkhs"),
+                (b.n_depth.is_some(), "n_depth"),
+                (b.use_bn.is_some(), "use_bn"),
+            ] {
                 refuse(p, set, key, "vit");
             }
             let size = match p.req(b.size, &k("size"), "tiny".into()).as_str() {
@@ -973,10 +1021,7 @@ fn expected(e: &ExpectedSpec, at: &str, produced: &[String], p: &mut Problems) -
         let same: Vec<&String> = produced.iter().filter(|m| family(m) == family(&e.metric)).collect();
         let pool: Vec<&String> = if same.is_empty() { produced.iter().collect() } else { same };
         let nearest = pool.into_iter().min_by_key(|m| strsim::levenshtein(m, &e.metric)).cloned().unwrap_or_default();
-        p.push(
-            &format!("{at}.metric"),
-            format!("{:?} is not a metric this target produces; the nearest is {nearest:?} (it produces: {})", e.metric, produced.join(", ")),
-        );
+        p.push(&format!("{at}.metric"), format!("{:?} is not a metric this target produces; the nearest is {nearest:?} (it produces: {})", e.metric, produced.join(", ")));
     }
     let status = match e.status.as_str() {
         "verified" => Provenance::Verified,
@@ -1057,7 +1102,13 @@ mod tests {
         assert!(err.contains("mmae masks the patches of a ViT"), "{err}");
         let probe = "{epochs: 4, batch_size: 1, lr: 0.1, schedule: cosine_per_step, min_lr: 0.0, momentum: 0.9, weight_decay: 0.0, standardize: true, batchnorm: true, optimizer: lars, warmup_epochs: 4, init_std: -1}";
         let err = load(&format!("version: 1\ntargets:\n  - id: a\n    method: random_init\n    eval: {{extra_linear: [{probe}]}}\n")).unwrap_err().to_string();
-        for want in ["extra_linear[0].eta: missing", "extra_linear[0].warmup_epochs: expected fewer than epochs (4), found 4", "extra_linear[0].init_std: expected a number >= 0", "extra_linear[0].batchnorm: batchnorm and standardize both normalise", "extra_linear[0].batch_size: batchnorm needs batches of at least 2"] {
+        for want in [
+            "extra_linear[0].eta: missing",
+            "extra_linear[0].warmup_epochs: expected fewer than epochs (4), found 4",
+            "extra_linear[0].init_std: expected a number >= 0",
+            "extra_linear[0].batchnorm: batchnorm and standardize both normalise",
+            "extra_linear[0].batch_size: batchnorm needs batches of at least 2",
+        ] {
             assert!(err.contains(want), "{want}: {err}");
         }
     }

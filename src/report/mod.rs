@@ -12,6 +12,7 @@ use tabled::{Table, Tabled};
 
 use crate::plan::Method;
 use crate::results::{self, BuildInfo, MetricKind, RecordProblem, StoredRun, TargetRuns};
+use crate::suite::SweepPoint;
 use crate::verdict::{self, PaperCheck, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,6 +50,8 @@ pub struct Row {
     /// Some run was made by another build than the one reading it.
     pub stale: bool,
     pub status: String,
+    /// The sweep this row is a point of, with the point's values.
+    pub sweep: Option<SweepPoint>,
 }
 
 /// Builds the rows; gains are against the first finished `random_init` target with the same
@@ -100,6 +103,7 @@ pub fn rows(runs: &[StoredRun], build: &BuildInfo) -> Vec<Row> {
                 commits,
                 stale: envs.iter().any(|e| e.is_stale(build)),
                 status,
+                sweep: t.sweep.clone(),
             }
         })
         .collect()
@@ -185,7 +189,13 @@ fn cells(rows: &[Row], sep: &str) -> (Vec<Cells>, Vec<String>) {
                 let gated = if c.expected.status == crate::plan::Provenance::Verified { "" } else { " (not gated)" };
                 verdicts.push(format!("{got}: {}{n1}{gated}", c.verdict.word()));
             }
-            let dash = |v: Vec<String>| if v.is_empty() { "–".to_owned() } else { v.join(sep) };
+            let dash = |v: Vec<String>| {
+                if v.is_empty() {
+                    "–".to_owned()
+                } else {
+                    v.join(sep)
+                }
+            };
             Cells {
                 target: r.target.clone(),
                 method: r.method.clone(),
@@ -205,6 +215,55 @@ fn cells(rows: &[Row], sep: &str) -> (Vec<Cells>, Vec<String>) {
         })
         .collect();
     (cells, notes)
+}
+
+/// One table per sweep: a row per point, the swept values as its first columns (in the suite's
+/// order), then the numbers of the main table.
+fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
+    let mut sweeps: Vec<(&str, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        if let Some(p) = &r.sweep {
+            match sweeps.iter_mut().find(|(of, _)| *of == p.of) {
+                Some((_, points)) => points.push(r),
+                None => sweeps.push((&p.of, vec![r])),
+            }
+        }
+    }
+    sweeps
+        .into_iter()
+        .map(|(of, points)| {
+            let keys: Vec<String> = points.iter().flat_map(|r| r.sweep.iter().flat_map(|p| p.values.iter().map(|v| v.0.clone()))).fold(Vec::new(), |mut k, x| {
+                if !k.contains(&x) {
+                    k.push(x);
+                }
+                k
+            });
+            let mut b = tabled::builder::Builder::default();
+            b.push_record(keys.iter().cloned().chain(["n", "k-NN top-1", "linear top-1", "Δ k-NN vs floor", "Δ linear vs floor", "wall time", "status"].map(String::from)));
+            for r in &points {
+                let value = |k: &String| r.sweep.as_ref().and_then(|p| p.values.iter().find(|v| &v.0 == k)).map_or("–".to_owned(), |v| v.1.clone());
+                let n = r.knn_top1.as_ref().or(r.linear_top1.as_ref()).map_or(0, |s| s.n);
+                b.push_record(keys.iter().map(value).chain([
+                    format!("{n}/{}", r.seeds.len()),
+                    summary(&r.knn_top1),
+                    summary(&r.linear_top1),
+                    signed(r.knn_gain),
+                    signed(r.linear_gain),
+                    duration(r.wall_s),
+                    r.status.clone(),
+                ]));
+            }
+            let mut table = b.build();
+            let table = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
+            let what = &points[0];
+            let title = format!("sweep {of}: {} points of {} on {} ({}, {} epochs)", points.len(), what.method, what.dataset, what.backbone, what.epochs);
+            if md {
+                format!("**{title}**\n\n{table}\n")
+            } else {
+                format!("{title}\n{table}\n")
+            }
+        })
+        .collect()
 }
 
 /// Footnotes: the protocols of the numeric columns and the sources of the paper numbers.
@@ -262,6 +321,9 @@ struct RunLine {
     stale: bool,
     run_key: String,
     config_key: String,
+    /// The sweep the target is a point of, and the point (`batch_size=64,momentum=0.9`).
+    sweep: String,
+    sweep_point: String,
 }
 
 fn run_lines(runs: &[StoredRun], build: &BuildInfo) -> Vec<RunLine> {
@@ -291,6 +353,8 @@ fn run_lines(runs: &[StoredRun], build: &BuildInfo) -> Vec<RunLine> {
             stale: r.env.as_ref().is_some_and(|e| e.is_stale(build)),
             run_key: c.keys.run.clone(),
             config_key: c.keys.config.clone(),
+            sweep: t.sweep.as_ref().map(|p| p.of.clone()).unwrap_or_default(),
+            sweep_point: t.sweep.as_ref().map(|p| p.values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")).unwrap_or_default(),
         };
         match &r.metrics {
             Some(m) => out.extend(m.metrics.iter().map(|(name, v)| line(name, Some(v)))),
@@ -315,15 +379,28 @@ pub fn render(runs: &[StoredRun], problems: &[RecordProblem], build: &BuildInfo,
     Ok(match format {
         Format::Terminal | Format::Md => {
             let md = format == Format::Md;
-            let (cells, notes) = cells(&rows, if md { "; " } else { "\n" });
+            // Sweep points go into their sweep's table; the main table holds the other targets.
+            let single: Vec<Row> = rows.iter().filter(|r| r.sweep.is_none()).cloned().collect();
+            let (cells, notes) = cells(&single, if md { "; " } else { "\n" });
             let mut table = Table::new(cells);
-            let table = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
+            let mut out = if single.is_empty() && rows.iter().any(|r| r.sweep.is_some()) {
+                String::new()
+            } else {
+                let t = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
+                format!("{t}\n{}", if md { "\n" } else { "" })
+            };
+            for t in sweep_tables(&rows, md) {
+                out += &t;
+                if md {
+                    out += "\n";
+                }
+            }
             let legend = legend(&rows, &notes, build);
             if md {
                 let notes: Vec<String> = legend.lines().map(|l| format!("- {l}")).collect();
-                format!("{table}\n\n{}\n", notes.join("\n"))
+                format!("{out}{}\n", notes.join("\n"))
             } else {
-                format!("{table}\n{legend}")
+                format!("{out}{legend}")
             }
         }
         Format::Csv => {
@@ -364,6 +441,36 @@ mod tests {
         }
         let json: serde_json::Value = serde_json::from_str(&render(&runs, &[], &build, Format::Json).unwrap()).unwrap();
         assert_eq!(json["rows"][1]["knn_top1"]["values"][1], serde_json::json!([1, 64.0]));
+    }
+
+    /// A sweep's points form one table with the swept values as columns; the main table keeps the
+    /// other targets; CSV names each run's sweep and point.
+    #[test]
+    fn sweeps_are_one_table_with_their_values_as_columns() {
+        let mut t = testing::targets(&[0], "");
+        let mut points = Vec::new();
+        for (b, m) in [(64, "0.9"), (64, "0.99"), (128, "0.9"), (128, "0.99")] {
+            let mut p = t[1].clone();
+            p.id = format!("m@batch_size={b},momentum={m}");
+            p.train.batch_size = b;
+            p.sweep = Some(SweepPoint { of: "m".into(), values: vec![("train.batch_size".into(), b.to_string()), ("method_params.momentum".into(), m.into())] });
+            points.push(p);
+        }
+        t.truncate(1);
+        let mut runs = vec![testing::run(&t[0], 0, 0, 50.0, 45.0)];
+        runs.extend(points.iter().enumerate().map(|(i, p)| testing::run(p, i + 1, 0, 60.0 + i as f64, 55.0)));
+        let build = testing::build();
+        let table = render(&runs, &[], &build, Format::Terminal).unwrap();
+        assert!(table.contains("sweep m: 4 points of simclr"), "{table}");
+        let header = table.lines().find(|l| l.contains("train.batch_size")).unwrap_or_else(|| panic!("{table}"));
+        assert!(header.contains("method_params.momentum") && header.contains("k-NN top-1"), "{header}");
+        let row = table.lines().find(|l| l.contains("128") && l.contains("0.99")).unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("63.00") && row.contains("+13.00"), "{row}");
+        assert!(!table.contains("m@batch_size"), "the points are not in the main table:\n{table}");
+        let md = render(&runs, &[], &build, Format::Md).unwrap();
+        assert!(md.contains("**sweep m: 4 points") && md.contains("| train.batch_size |"), "{md}");
+        let csv = render(&runs, &[], &build, Format::Csv).unwrap();
+        assert!(csv.lines().next().unwrap().ends_with(",sweep,sweep_point") && csv.contains(",m,\"train.batch_size=128,method_params.momentum=0.99\""), "{csv}");
     }
 
     #[test]

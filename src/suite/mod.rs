@@ -3,12 +3,13 @@
 //! validates them. Depends on serde only.
 
 pub mod spec;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_yaml::{Mapping, Value};
-pub use spec::{SuiteSpec, TargetSpec};
+pub use spec::{SuiteSpec, SweepPoint, TargetSpec};
 
 /// A suite file after parsing and merging; targets are still unchecked.
 #[derive(Debug, Clone)]
@@ -33,11 +34,8 @@ pub struct Override {
 impl Override {
     /// Parses `KEY=VALUE`; VALUE is read as a YAML scalar or flow value (`2`, `0.1`, `[0.2, 1.0]`).
     pub fn parse(raw: &str) -> Result<Self> {
-        let (key, value) = raw
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--set {raw:?}: expected KEY=VALUE, e.g. --set train.epochs=2"))?;
-        let value: Value = serde_yaml::from_str(value)
-            .with_context(|| format!("--set {raw:?}: the value is not valid YAML"))?;
+        let (key, value) = raw.split_once('=').ok_or_else(|| anyhow!("--set {raw:?}: expected KEY=VALUE, e.g. --set train.epochs=2"))?;
+        let value: Value = serde_yaml::from_str(value).with_context(|| format!("--set {raw:?}: the value is not valid YAML"))?;
         let mut path: Vec<String> = key.split('.').map(str::to_owned).collect();
         if path.iter().any(String::is_empty) {
             bail!("--set {raw:?}: empty segment in key {key:?}; use dotted keys like train.lr=0.1");
@@ -61,8 +59,7 @@ impl Override {
 
 /// Parses a suite file, reporting the file, line and key path of the first problem.
 pub fn parse_file(path: &Path) -> Result<SuiteSpec> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read suite file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read suite file {}", path.display()))?;
     parse_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
@@ -72,10 +69,7 @@ pub fn parse_str(text: &str) -> Result<SuiteSpec, String> {
     serde_path_to_error::deserialize::<_, SuiteSpec>(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let at = inner
-            .location()
-            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-            .unwrap_or_default();
+        let at = inner.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
         let msg = strip_location(&inner.to_string());
         if path == "." || path.is_empty() {
             format!("{at}{msg}")
@@ -98,11 +92,9 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedSuite> {
     let spec = parse_file(path)?;
     let name = match &spec.suite {
         Some(n) => n.clone(),
-        None => path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(|| anyhow!("{}: cannot derive a suite name from the file name; add `suite: NAME`", path.display()))?
-            .to_owned(),
+        None => {
+            path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| anyhow!("{}: cannot derive a suite name from the file name; add `suite: NAME`", path.display()))?.to_owned()
+        }
     };
     let targets = merge_targets(&spec, overrides).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     Ok(LoadedSuite { path: path.to_owned(), name, version: spec.version, description: spec.description, targets })
@@ -119,27 +111,48 @@ pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<Tar
             }
         }
     }
+    if spec.defaults.as_ref().is_some_and(|d| d.sweep.is_some()) {
+        bail!("defaults.sweep: a sweep belongs to one target; move it into the target it varies");
+    }
     let defaults = match &spec.defaults {
         Some(d) => serde_yaml::to_value(d)?,
-        None => Value::Mapping(Mapping::new()),
+        None => sweep::empty(),
     };
     let mut out = Vec::with_capacity(spec.targets.len());
     for (i, t) in spec.targets.iter().enumerate() {
         let mut merged = defaults.clone();
         deep_merge(&mut merged, serde_yaml::to_value(t)?);
-        for o in overrides.iter().filter(|o| o.target.is_none()) {
-            set_path(&mut merged, &o.path, o.value.clone());
-        }
-        for o in overrides.iter().filter(|o| o.target.as_deref() == t.id.as_deref() && o.target.is_some()) {
-            set_path(&mut merged, &o.path, o.value.clone());
-        }
         let label = t.id.clone().unwrap_or_else(|| format!("targets[{i}]"));
-        let de = merged.clone();
-        let spec: TargetSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow!("target {label}: at `{path}` (after applying defaults and --set): {}", e.into_inner())
-        })?;
-        out.push(spec);
+        // defaults ⊕ target ⊕ the sweep point ⊕ overrides: the user's --set has the last word,
+        // except on a swept key, where it would make every point the same run.
+        let points = match (sweep::take(&mut merged), &t.id) {
+            (None, _) => vec![(None, merged)],
+            (Some(_), None) => bail!("target {label}: a target with a sweep needs an id (its points are named after it)"),
+            (Some(v), Some(id)) => {
+                let s = sweep::Sweep::parse(&v, &format!("target {id}: sweep"))?;
+                let scoped = |o: &&Override| o.target.is_none() || o.target.as_deref() == Some(id.as_str());
+                if let Some(o) = overrides.iter().filter(scoped).find(|o| s.keys.iter().any(|k| k.starts_with(&o.path) || o.path.starts_with(k))) {
+                    bail!("--set {:?}: target {id} sweeps {}; a --set on it would make every point the same run (select points with --target {id}@...)", o.raw, o.path.join("."));
+                }
+                sweep::expand(&merged, &s, id).into_iter().map(|(p, v)| (Some(p), v)).collect()
+            }
+        };
+        for (point, mut merged) in points {
+            for o in overrides.iter().filter(|o| o.target.is_none()) {
+                set_path(&mut merged, &o.path, o.value.clone());
+            }
+            for o in overrides.iter().filter(|o| o.target.as_deref() == t.id.as_deref() && o.target.is_some()) {
+                set_path(&mut merged, &o.path, o.value.clone());
+            }
+            let label = point.as_ref().map_or(label.clone(), |_| merged.get("id").and_then(Value::as_str).unwrap_or_default().to_owned());
+            let after = if point.is_some() { "after applying defaults, the sweep point and --set" } else { "after applying defaults and --set" };
+            let mut spec: TargetSpec = serde_path_to_error::deserialize(merged).map_err(|e| {
+                let path = e.path().to_string();
+                anyhow!("target {label}: at `{path}` ({after}): {}", e.into_inner())
+            })?;
+            spec.sweep_point = point;
+            out.push(spec);
+        }
     }
     Ok(out)
 }
@@ -173,7 +186,7 @@ fn deep_merge(base: &mut Value, over: Value) {
     }
 }
 
-fn set_path(root: &mut Value, path: &[String], value: Value) {
+pub(crate) fn set_path(root: &mut Value, path: &[String], value: Value) {
     let mut cur = root;
     for key in path {
         if !cur.is_mapping() {
@@ -225,6 +238,29 @@ mod tests {
         assert_eq!(t[1].train.as_ref().unwrap().epochs, Some(1));
         assert_eq!(t[0].train.as_ref().unwrap().lr, Some(0.3));
         assert_eq!(t[1].train.as_ref().unwrap().lr, Some(0.05));
+    }
+
+    #[test]
+    fn sweeps_expand_after_defaults_and_before_overrides() {
+        let text = "version: 1\ndefaults:\n  train: {epochs: 4, lr: 0.3, batch_size: 32}\ntargets:\n  - id: a\n    method: byol\n    sweep: {train.batch_size: [64, 128], method_params.momentum: [0.9, 0.99]}\n  - id: b\n    method: random_init\n";
+        let spec = parse_str(text).unwrap();
+        let t = merge_targets(&spec, &[Override::parse("train.epochs=1").unwrap()]).unwrap();
+        let ids: Vec<&str> = t.iter().map(|t| t.id.as_deref().unwrap()).collect();
+        assert_eq!(ids, ["a@batch_size=64,momentum=0.9", "a@batch_size=64,momentum=0.99", "a@batch_size=128,momentum=0.9", "a@batch_size=128,momentum=0.99", "b"]);
+        let p = &t[2];
+        let train = p.train.as_ref().unwrap();
+        assert_eq!((train.batch_size, train.epochs, train.lr), (Some(128), Some(1), Some(0.3)));
+        assert_eq!(p.method_params.as_ref().unwrap()["momentum"], Value::from(0.9));
+        assert_eq!(p.sweep_point.as_ref().unwrap().of, "a");
+        assert!(p.sweep.is_none() && t[4].sweep_point.is_none());
+        // A --set on a swept key would collapse the sweep; an unknown swept key names the point.
+        let e = merge_targets(&spec, &[Override::parse("targets.a.train.batch_size=8").unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("target a sweeps train.batch_size"), "{e}");
+        let bad = text.replace("train.batch_size: [64, 128]", "train.batch_sise: [64]");
+        let e = merge_targets(&parse_str(&bad).unwrap(), &[]).unwrap_err().to_string();
+        assert!(e.contains("target a@batch_sise=64,momentum=0.9: at `train.batch_sise`"), "{e}");
+        let e = merge_targets(&parse_str(&text.replace("defaults:\n", "defaults:\n  sweep: {train.lr: [1]}\n")).unwrap(), &[]).unwrap_err().to_string();
+        assert!(e.contains("defaults.sweep"), "{e}");
     }
 
     #[test]

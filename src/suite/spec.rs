@@ -39,6 +39,21 @@ pub struct TargetSpec {
     pub eval: Option<EvalSpec>,
     pub export: Option<ExportSpec>,
     pub expected: Option<Vec<ExpectedSpec>>,
+    /// One target per point of a grid of values: dotted keys of this target → lists of values,
+    /// e.g. `{train.batch_size: [64, 128], method_params.head.momentum: [0.9, 0.99]}`; `mode: zip`
+    /// pairs the lists position by position instead. Expanded by `suite::sweep`.
+    pub sweep: Option<Value>,
+    /// Set on each target a sweep expanded into (never read from YAML).
+    #[serde(skip)]
+    pub sweep_point: Option<SweepPoint>,
+}
+
+/// Where a target expanded from a `sweep:` sits: the sweep's own id and the point's values, each
+/// as its dotted key and the label its id shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub of: String,
+    pub values: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -160,6 +175,9 @@ pub struct TrainSpec {
     /// Replaced by `seeds` (read only to say so).
     pub seed: Option<u64>,
     pub lr: Option<f64>,
+    /// `{rule: linear | sqrt, reference_batch: 256}`: `lr` is the rate at `reference_batch` and the
+    /// run trains at lr · (batch / reference) (linear, Goyal et al. 2017) or lr · √(batch / reference).
+    pub lr_scaling: Option<LrScalingSpec>,
     /// `{name: sgd, momentum}`, `{name: lars, momentum, eta, exclude_bias_and_norm}`,
     /// `{name: adam | adamw, beta1, beta2, eps}`.
     pub optimizer: Option<Value>,
@@ -174,6 +192,13 @@ pub struct TrainSpec {
     pub deterministic: Option<bool>,
     /// `auto` (default: bf16 autocast on CUDA, fp32 on the CPU) or `fp32`.
     pub precision: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrScalingSpec {
+    pub rule: Option<String>,
+    pub reference_batch: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -9,6 +9,7 @@ pub mod amdim;
 pub mod barlow_twins;
 pub mod byol;
 pub mod corinfomax;
+pub mod dino;
 pub mod emi;
 pub mod er;
 pub mod mae;
@@ -37,6 +38,7 @@ macro_rules! for_each_method {
             emi Emi EmiParams,
             amdim Amdim AmdimParams,
             er Er ErParams,
+            dino Dino DinoParams,
             mae Mae MaeParams,
             umae Umae UmaeParams,
             mmae Mmae MmaeParams,
@@ -240,5 +242,4 @@ mod tests {
             assert!(p.0[0].contains(n), "{:?}", p.0);
         }
     }
-
 }
