@@ -6,8 +6,8 @@
 //! MFU counts the backbone only, as the usual convention (PaLM's appendix B; Chinchilla): training
 //! FLOPs per image = 3 (forward + backward) × 2 × the multiply-accumulates of the backbone's forward
 //! passes on one image's views (`nn::count_macs` over convolutions, linear layers and attention;
-//! the masked auto-encoders' one pass over the kept patches), divided by the chip's dense bf16 peak. Heads, losses and EMA targets are not
-//! counted, so the figure is a lower bound.
+//! the masked auto-encoders' one pass over the kept patches), divided by the chip's dense bf16
+//! peak. Heads, losses and EMA targets are not counted, so the figure is a lower bound.
 
 use std::time::Instant;
 

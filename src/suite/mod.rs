@@ -116,7 +116,7 @@ pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<Tar
     }
     let defaults = match &spec.defaults {
         Some(d) => serde_yaml::to_value(d)?,
-        None => sweep::empty(),
+        None => Value::Mapping(Mapping::new()),
     };
     let mut out = Vec::with_capacity(spec.targets.len());
     for (i, t) in spec.targets.iter().enumerate() {
@@ -126,7 +126,7 @@ pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<Tar
         // defaults ⊕ target ⊕ the sweep point ⊕ overrides: the user's --set has the last word,
         // except on a swept key, where it would make every point the same run.
         let points = match (sweep::take(&mut merged), &t.id) {
-            (None, _) => vec![(None, merged)],
+            (None, _) => vec![(label, None, merged)],
             (Some(_), None) => bail!("target {label}: a target with a sweep needs an id (its points are named after it)"),
             (Some(v), Some(id)) => {
                 let s = sweep::Sweep::parse(&v, &format!("target {id}: sweep"))?;
@@ -134,17 +134,16 @@ pub fn merge_targets(spec: &SuiteSpec, overrides: &[Override]) -> Result<Vec<Tar
                 if let Some(o) = overrides.iter().filter(scoped).find(|o| s.keys.iter().any(|k| k.starts_with(&o.path) || o.path.starts_with(k))) {
                     bail!("--set {:?}: target {id} sweeps {}; a --set on it would make every point the same run (select points with --target {id}@...)", o.raw, o.path.join("."));
                 }
-                sweep::expand(&merged, &s, id).into_iter().map(|(p, v)| (Some(p), v)).collect()
+                sweep::expand(&merged, &s, id).into_iter().map(|(id, p, v)| (id, Some(p), v)).collect()
             }
         };
-        for (point, mut merged) in points {
+        for (label, point, mut merged) in points {
             for o in overrides.iter().filter(|o| o.target.is_none()) {
                 set_path(&mut merged, &o.path, o.value.clone());
             }
             for o in overrides.iter().filter(|o| o.target.as_deref() == t.id.as_deref() && o.target.is_some()) {
                 set_path(&mut merged, &o.path, o.value.clone());
             }
-            let label = point.as_ref().map_or(label.clone(), |_| merged.get("id").and_then(Value::as_str).unwrap_or_default().to_owned());
             let after = if point.is_some() { "after applying defaults, the sweep point and --set" } else { "after applying defaults and --set" };
             let mut spec: TargetSpec = serde_path_to_error::deserialize(merged).map_err(|e| {
                 let path = e.path().to_string();

@@ -5,7 +5,7 @@
 //! Keys are named by their last segment, or by their whole path where two would read the same.
 
 use anyhow::{anyhow, bail, Result};
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 use super::spec::SweepPoint;
 
@@ -135,9 +135,9 @@ pub fn take(merged: &mut Value) -> Option<Value> {
     }
 }
 
-/// `merged` as one target per point: where it sits and the target with the point's keys set and
-/// its id.
-pub fn expand(merged: &Value, sweep: &Sweep, of: &str) -> Vec<(SweepPoint, Value)> {
+/// `merged` as one target per point: its id, where it sits, and the target with the point's keys
+/// and its id set.
+pub fn expand(merged: &Value, sweep: &Sweep, of: &str) -> Vec<(String, SweepPoint, Value)> {
     (0..sweep.points.len())
         .map(|i| {
             let mut v = merged.clone();
@@ -148,14 +148,9 @@ pub fn expand(merged: &Value, sweep: &Sweep, of: &str) -> Vec<(SweepPoint, Value
             if let Value::Mapping(m) = &mut v {
                 m.insert(Value::String("id".into()), Value::String(id.clone()));
             }
-            (point, v)
+            (id, point, v)
         })
         .collect()
-}
-
-/// An empty mapping (a target with nothing merged yet).
-pub fn empty() -> Value {
-    Value::Mapping(Mapping::new())
 }
 
 #[cfg(test)]
