@@ -54,7 +54,7 @@ pub fn decode(files: &[&Path], labels: Labels) -> Result<ImageSet> {
             pixels.extend_from_slice(&r[label_bytes..]);
         }
     }
-    Ok(ImageSet { n: out_labels.len(), c: 3, h: 32, w: 32, pixels, labels: out_labels })
+    Ok(ImageSet { n: out_labels.len(), c: 3, h: 32, w: 32, pixels: pixels.into(), labels: out_labels })
 }
 
 #[cfg(test)]

@@ -3,15 +3,17 @@
 //! the decoder settings (image size, layout) and the sources (each lock file's pinned hash, or a
 //! folder's fingerprint). A later run with the same [`Key`] loads the arrays instead of fetching,
 //! extracting and decoding again; any other manifest is ignored and rewritten. The manifest is
-//! written last, atomically, so a half-written cache is never used.
+//! written last, atomically, so a half-written cache is never used. Images are read in place
+//! through a read-only memory map ([`super::Pixels::Mapped`]); labels are read into memory.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ndarray::{Array1, Array4, ArrayView1, ArrayView4};
+use ndarray::{Array1, ArrayView1, ArrayView4};
+use ndarray_npy::ViewNpyExt;
 use serde::{Deserialize, Serialize};
 
-use super::ImageSet;
+use super::{ImageSet, Pixels};
 use crate::util;
 
 const MANIFEST: &str = "manifest.json";
@@ -63,15 +65,31 @@ pub fn load(dir: &Path, key: &Key, splits: &[&str]) -> Result<Option<Vec<ImageSe
     let mut out = Vec::new();
     for split in splits {
         let (xp, yp) = paths(dir, split);
-        let x: Array4<u8> = ndarray_npy::read_npy(&xp).with_context(|| format!("cannot read cached split {}", xp.display()))?;
+        let pixels = map_images(&xp).with_context(|| format!("cannot read cached split {}; delete {} to rebuild the cache", xp.display(), dir.display()))?;
         let y: Array1<u32> = ndarray_npy::read_npy(&yp).with_context(|| format!("cannot read cached labels {}", yp.display()))?;
-        let (n, c, h, w) = x.dim();
+        let (n, c, h, w) = pixels.0;
         if y.len() != n && !y.is_empty() {
             anyhow::bail!("{}: {} labels for {n} images; delete {} to rebuild the cache", yp.display(), y.len(), dir.display());
         }
-        out.push(ImageSet { n, c, h, w, pixels: x.into_raw_vec_and_offset().0, labels: y.to_vec() });
+        out.push(ImageSet { n, c, h, w, pixels: pixels.1, labels: y.to_vec() });
     }
     Ok(Some(out))
+}
+
+/// The uint8 [N, C, H, W] array of an `.npy` file, mapped read-only: its shape and its bytes.
+fn map_images(path: &Path) -> Result<((usize, usize, usize, usize), Pixels)> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: the map is read-only and the cache's files are only ever replaced by rename
+    // (`util::write_atomic_with`), never written in place, so the mapped bytes do not change.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let (dim, start, len) = {
+        let view = ArrayView4::<u8>::view_npy(&map)?;
+        if !view.is_standard_layout() {
+            anyhow::bail!("not a C-ordered array");
+        }
+        (view.dim(), view.as_ptr() as usize - map.as_ptr() as usize, view.len())
+    };
+    Ok((dim, Pixels::Mapped { map: std::sync::Arc::new(map), start, len }))
 }
 
 /// Stores decoded splits; the manifest goes last.
@@ -84,7 +102,7 @@ pub fn store(dir: &Path, key: &Key, splits: &[(&str, &ImageSet)]) -> Result<()> 
     for (split, set) in splits {
         let (xp, yp) = paths(dir, split);
         // Views over the decoded bytes: no second copy of a possibly large split.
-        let x = ArrayView4::from_shape((set.n, set.c, set.h, set.w), &set.pixels)?;
+        let x = ArrayView4::from_shape((set.n, set.c, set.h, set.w), &set.pixels[..])?;
         let y = ArrayView1::from(&set.labels);
         util::write_atomic_with(&xp, |tmp| ndarray_npy::write_npy(tmp, &x).with_context(|| format!("cannot write {}", tmp.display())))?;
         util::write_atomic_with(&yp, |tmp| ndarray_npy::write_npy(tmp, &y).with_context(|| format!("cannot write {}", tmp.display())))?;
@@ -106,6 +124,8 @@ mod tests {
         store(d.path(), &key, &[("train", &set), ("test", &set), ("unlabeled", &small)]).unwrap();
         let got = load(d.path(), &key, &["train", "test"]).unwrap().unwrap();
         assert_eq!((got[1].n, got[1].h, got[1].w, got[1].pixels[11], got[1].labels[1]), (2, 2, 3, 11, 7));
+        // Read in place through the memory map, byte for byte.
+        assert!(got[0].pixels.is_mapped() && got[0].pixels[..] == set.pixels[..]);
         // A subset of the stored splits, in the order asked for.
         let got = load(d.path(), &key, &["unlabeled"]).unwrap().unwrap();
         assert_eq!((got.len(), got[0].n, got[0].pixels[0]), (1, 1, 20));

@@ -317,7 +317,7 @@ fn decode_parallel<T: Sync>(items: &[T], labels: Vec<u32>, size: u32, decode_one
     let mut pixels = alloc(items.len(), size)?;
     let per = pixels.len() / items.len().max(1);
     pixels.par_chunks_mut(per.max(1)).zip(items.par_iter()).try_for_each(|(dst, item)| decode_one(item, dst))?;
-    Ok(ImageSet { n: items.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
+    Ok(ImageSet { n: items.len(), c: 3, h: size as usize, w: size as usize, pixels: pixels.into(), labels })
 }
 
 /// A zeroed buffer for `n` RGB images of size×size, with overflow checks.

@@ -120,7 +120,7 @@ pub fn decode_train_tar(archive: &Path, wnids: &[String], size: u32, resize: Res
         pixels.extend_from_slice(&set.pixels);
         labels.extend(set.labels);
     }
-    Ok(ImageSet { n: labels.len(), c: 3, h: size as usize, w: size as usize, pixels, labels })
+    Ok(ImageSet { n: labels.len(), c: 3, h: size as usize, w: size as usize, pixels: pixels.into(), labels })
 }
 
 /// Reads the JPEG members of a tar stream whose file name passes `keep`, sorted by name.

@@ -26,8 +26,52 @@ pub struct ImageSet {
     pub c: usize,
     pub h: usize,
     pub w: usize,
-    pub pixels: Vec<u8>,
+    pub pixels: Pixels,
     pub labels: Vec<u32>,
+}
+
+/// Image bytes: decoded in memory, or read in place from the decoded cache's `.npy` file through a
+/// read-only memory map, so a split larger than memory (ImageNet-100 at 224 px: 19 GB) costs page
+/// cache the kernel can evict, not resident memory.
+#[derive(Clone)]
+pub enum Pixels {
+    Owned(Vec<u8>),
+    /// `len` bytes from `start` of the mapped file.
+    Mapped { map: std::sync::Arc<memmap2::Mmap>, start: usize, len: usize },
+}
+
+impl Pixels {
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Pixels::Mapped { .. })
+    }
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pixels({} bytes{})", self.len(), if self.is_mapped() { ", mapped" } else { "" })
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(v: Vec<u8>) -> Self {
+        Pixels::Owned(v)
+    }
+}
+
+impl FromIterator<u8> for Pixels {
+    fn from_iter<I: IntoIterator<Item = u8>>(it: I) -> Self {
+        Pixels::Owned(it.into_iter().collect())
+    }
 }
 
 impl ImageSet {
@@ -43,7 +87,7 @@ impl ImageSet {
             c: self.c,
             h: self.h,
             w: self.w,
-            pixels: self.pixels[range.start * l..range.end * l].to_vec(),
+            pixels: self.pixels[range.start * l..range.end * l].to_vec().into(),
             labels: if self.labels.is_empty() { Vec::new() } else { self.labels[range].to_vec() },
         }
     }
@@ -163,10 +207,13 @@ pub fn load_from(lock: &lock::Lock, name: &str, opts: &fetch::FetchOptions, unla
     check_labels(name, &info, &decoded)?;
     let stored: Vec<(&str, &ImageSet)> = decoded.iter().map(|(s, set)| (*s, set)).collect();
     decoded::store(&decoded_dir, &key, &stored)?;
-    let mut sets: std::collections::BTreeMap<&str, ImageSet> = decoded.into_iter().collect();
-    let train = sets.remove("train").context("decoder produced no train split")?;
-    let test = sets.remove("test").context("decoder produced no test split")?;
-    let unlabeled = if unlabeled { sets.remove("unlabeled") } else { None };
+    // Read back through the memory map, freeing the decoded copy: training then holds one copy of
+    // the images (its tensor), not two.
+    drop(decoded);
+    let mut sets = decoded::load(&decoded_dir, &key, wanted)?.with_context(|| format!("{} was just written but does not read back", decoded_dir.display()))?;
+    let unlabeled = if unlabeled { sets.pop() } else { None };
+    let test = sets.pop().context("stored test split")?;
+    let train = sets.pop().context("stored train split")?;
     Ok(Splits { info, train, test, unlabeled })
 }
 
@@ -311,7 +358,7 @@ fn decode_idx(files: &[PathBuf]) -> Result<Vec<(&'static str, ImageSet)>> {
         if x.dims.len() != 3 || y.dims.len() != 1 || x.dims[0] != y.dims[0] {
             bail!("{images}/{labels}: image dims {:?} do not match label dims {:?}", x.dims, y.dims);
         }
-        Ok(ImageSet { n: x.dims[0], c: 1, h: x.dims[1], w: x.dims[2], pixels: x.data, labels: y.data.iter().map(|&l| l as u32).collect() })
+        Ok(ImageSet { n: x.dims[0], c: 1, h: x.dims[1], w: x.dims[2], pixels: x.data.into(), labels: y.data.iter().map(|&l| l as u32).collect() })
     };
     Ok(vec![("train", split("train-images", "train-labels")?), ("test", split("t10k-images", "t10k-labels")?)])
 }

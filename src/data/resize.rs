@@ -24,7 +24,7 @@ pub fn resize_set(set: &ImageSet, size: usize) -> Result<ImageSet> {
     if pixels.len() != set.n * set.c * size * size {
         bail!("resize to {size} px produced {} bytes for {} images", pixels.len(), set.n);
     }
-    Ok(ImageSet { n: set.n, c: set.c, h: size, w: size, pixels, labels: set.labels.clone() })
+    Ok(ImageSet { n: set.n, c: set.c, h: size, w: size, pixels: pixels.into(), labels: set.labels.clone() })
 }
 
 /// Every split resized; `info.image_size` says the new side.

@@ -35,7 +35,7 @@ pub fn decode_images(path: &Path) -> Result<(usize, Vec<u8>)> {
 /// Decodes the unlabeled split (`unlabeled_X.bin`, 100k images); its `labels` are empty.
 pub fn decode_unlabeled(images: &Path) -> Result<ImageSet> {
     let (n, pixels) = decode_images(images)?;
-    Ok(ImageSet { n, c: 3, h: SIDE, w: SIDE, pixels, labels: Vec::new() })
+    Ok(ImageSet { n, c: 3, h: SIDE, w: SIDE, pixels: pixels.into(), labels: Vec::new() })
 }
 
 /// Decodes a labelled split (`train` or `test`).
@@ -50,7 +50,7 @@ pub fn decode(images: &Path, labels: &Path) -> Result<ImageSet> {
         .enumerate()
         .map(|(i, &l)| if (1..=10).contains(&l) { Ok(l as u32 - 1) } else { bail!("{}: label {l} at {i} outside 1..=10", labels.display()) })
         .collect::<Result<Vec<u32>>>()?;
-    Ok(ImageSet { n, c: 3, h: SIDE, w: SIDE, pixels, labels: labels_out })
+    Ok(ImageSet { n, c: 3, h: SIDE, w: SIDE, pixels: pixels.into(), labels: labels_out })
 }
 
 #[cfg(test)]

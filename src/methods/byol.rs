@@ -77,14 +77,15 @@ impl Trains for ByolParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::resnet::ResNet18;
+    use crate::nn::resnet::ResNet;
+    use crate::plan::{ResnetDepth, ResnetStem};
 
     #[test]
     fn target_starts_as_online_then_follows_by_ema() {
         let _rng = crate::rng_lock();
         tch::manual_seed(0);
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet18(ResNet18::new(r, 1, 2, false))) };
+        let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet(ResNet::new(r, 1, ResnetDepth::R18, ResnetStem::Cifar, 2, false))) };
         let online = enc(&vs.root()).unwrap();
         let p = ByolParams { projector: vec![8, 4], predictor: vec![8, 4], momentum: 0.9 };
         let mut m = Byol::new(&(vs.root() / "method"), online.out_dim(), &p, &enc).unwrap();

@@ -122,7 +122,8 @@ impl Trains for DinoParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::resnet::ResNet18;
+    use crate::nn::resnet::ResNet;
+    use crate::plan::{ResnetDepth, ResnetStem};
 
     /// The centre moves towards the teacher's logits and survives a state round trip.
     #[test]
@@ -130,7 +131,7 @@ mod tests {
         let _rng = crate::rng_lock();
         tch::manual_seed(0);
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet18(ResNet18::new(r, 1, 2, false))) };
+        let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet(ResNet::new(r, 1, ResnetDepth::R18, ResnetStem::Cifar, 2, false))) };
         let online = enc(&vs.root()).unwrap();
         let p = DinoParams { projector: vec![8, 4], prototypes: 16, ..DinoParams::default() };
         let mut m = Dino::new(&(vs.root() / "method"), online.out_dim(), &p, &enc).unwrap();

@@ -166,7 +166,8 @@ impl Trains for ErParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::resnet::ResNet18;
+    use crate::nn::resnet::ResNet;
+    use crate::plan::{ResnetDepth, ResnetStem};
 
     #[test]
     fn every_head_gives_a_finite_loss_and_the_ema_heads_follow_their_names() {
@@ -179,7 +180,7 @@ mod tests {
         ];
         for head in heads {
             let vs = nn::VarStore::new(tch::Device::Cpu);
-            let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet18(ResNet18::new(r, 1, 2, false))) };
+            let enc = |r: &nn::Path| -> Result<Encoder> { Ok(Encoder::Resnet(ResNet::new(r, 1, ResnetDepth::R18, ResnetStem::Cifar, 2, false))) };
             let online = enc(&vs.root()).unwrap();
             let p = ErParams { projector: vec![8, 4], reduction: ErReduction::Expectation, head };
             let mut m = Er::new(&(vs.root() / "method"), online.out_dim(), &p, &enc).unwrap();

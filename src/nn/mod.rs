@@ -136,7 +136,7 @@ pub fn emit_batch_norm(g: &mut GraphBuilder, name: &str, bn: &tnn::BatchNorm, x:
 /// A backbone: images → features [N, D] (what is exported and evaluated).
 #[derive(Debug)]
 pub enum Encoder {
-    Resnet18(resnet::ResNet18),
+    Resnet(resnet::ResNet),
     Amdim(amdim::Amdim),
     Vit(vit::Vit),
 }
@@ -145,7 +145,12 @@ impl Encoder {
     /// Builds the backbone's variables under `root`; `image_size` is the side of the training images.
     pub fn new(root: &tnn::Path, b: &Backbone, in_channels: i64, image_size: usize) -> Result<Self> {
         Ok(match b {
-            Backbone::Resnet18 { width, zero_init_residual } => Encoder::Resnet18(resnet::ResNet18::new(root, in_channels, *width, *zero_init_residual)),
+            Backbone::Resnet18 { width, zero_init_residual, stem } => {
+                Encoder::Resnet(resnet::ResNet::new(root, in_channels, crate::plan::ResnetDepth::R18, *stem, *width, *zero_init_residual))
+            }
+            Backbone::Resnet50 { width, zero_init_residual, stem } => {
+                Encoder::Resnet(resnet::ResNet::new(root, in_channels, crate::plan::ResnetDepth::R50, *stem, *width, *zero_init_residual))
+            }
             Backbone::Amdim { width, n_rkhs, n_depth, use_bn } => Encoder::Amdim(amdim::Amdim::new(root, in_channels, image_size, *width, *n_rkhs, *n_depth, *use_bn)?),
             Backbone::Vit { size, depth, patch_size, pool } => Encoder::Vit(vit::Vit::new(root, in_channels, image_size, *size, *depth, *patch_size, *pool)?),
         })
@@ -163,7 +168,7 @@ impl Encoder {
 
     pub fn out_dim(&self) -> i64 {
         match self {
-            Encoder::Resnet18(n) => n.out_dim(),
+            Encoder::Resnet(n) => n.out_dim(),
             Encoder::Amdim(n) => n.out_dim(),
             Encoder::Vit(n) => n.out_dim(),
         }
@@ -172,7 +177,7 @@ impl Encoder {
     /// Appends the network's ONNX nodes reading `input`; returns the name of the [N, D] output.
     pub fn emit_onnx(&self, g: &mut GraphBuilder, input: &str, output: &str) -> Result<String> {
         match self {
-            Encoder::Resnet18(n) => n.emit_onnx(g, input, output),
+            Encoder::Resnet(n) => n.emit_onnx(g, input, output),
             Encoder::Amdim(n) => n.emit_onnx(g, input, output),
             Encoder::Vit(n) => n.emit_onnx(g, input, output),
         }
@@ -182,7 +187,7 @@ impl Encoder {
 impl ModuleT for Encoder {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         match self {
-            Encoder::Resnet18(n) => n.forward_t(xs, train),
+            Encoder::Resnet(n) => n.forward_t(xs, train),
             Encoder::Amdim(n) => n.forward_t(xs, train),
             Encoder::Vit(n) => n.forward_t(xs, train),
         }

@@ -53,12 +53,17 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "arch", rename_all = "snake_case")]
 pub enum Backbone {
-    /// CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool; stages W, 2W, 4W, 8W.
+    /// torchvision's ResNet-18 (basic blocks; stages W, 2W, 4W, 8W) with either stem (`nn::resnet`).
     Resnet18 {
         width: i64,
         /// Start the last BN of every residual block at 0 (torchvision `zero_init_residual`).
         zero_init_residual: bool,
+        /// Not serialised when `cifar` (the only stem before ResNet-50), so older records keep their keys.
+        #[serde(default, skip_serializing_if = "ResnetStem::is_cifar")]
+        stem: ResnetStem,
     },
+    /// torchvision's ResNet-50 (bottleneck blocks; outputs 32W) with either stem (`nn::resnet`).
+    Resnet50 { width: i64, zero_init_residual: bool, stem: ResnetStem },
     /// The AMDIM encoder (`nn::amdim`): `width` is the official `ndf`.
     Amdim { width: i64, n_rkhs: i64, n_depth: usize, use_bn: bool },
     /// A Vision Transformer as MAE's encoder (`nn::vit`).
@@ -70,6 +75,29 @@ pub enum Backbone {
         patch_size: i64,
         pool: VitPool,
     },
+}
+
+/// A ResNet's stem (`backbone.stem`): `cifar` (3×3 stride 1, no max-pool) or `imagenet`
+/// (torchvision's 7×7 stride 2 and 3×3 stride-2 max-pool).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResnetStem {
+    #[default]
+    Cifar,
+    Imagenet,
+}
+
+impl ResnetStem {
+    fn is_cifar(&self) -> bool {
+        *self == ResnetStem::Cifar
+    }
+}
+
+/// The ResNet depths `nn::resnet` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResnetDepth {
+    R18,
+    R50,
 }
 
 /// ViT sizes (width, depth, heads in `nn::vit`).
@@ -106,15 +134,19 @@ impl Backbone {
     /// The narrowest layer's channels (a ViT's: its width D).
     pub fn width(&self) -> i64 {
         match self {
-            Backbone::Resnet18 { width, .. } | Backbone::Amdim { width, .. } => *width,
+            Backbone::Resnet18 { width, .. } | Backbone::Resnet50 { width, .. } | Backbone::Amdim { width, .. } => *width,
             Backbone::Vit { size, .. } => size.dims().0,
         }
     }
 
-    /// Short label for tables and logs, e.g. `resnet18 w8`, `amdim w32 r256 d3`.
+    /// Short label for tables and logs, e.g. `resnet18 w8`, `resnet50 w64 in-stem`, `amdim w32 r256 d3`.
     pub fn label(&self) -> String {
         match self {
-            Backbone::Resnet18 { width, .. } => format!("resnet18 w{width}"),
+            Backbone::Resnet18 { width, stem, .. } | Backbone::Resnet50 { width, stem, .. } => format!(
+                "resnet{} w{width}{}",
+                if matches!(self, Backbone::Resnet18 { .. }) { 18 } else { 50 },
+                if *stem == ResnetStem::Imagenet { " in-stem" } else { "" }
+            ),
             Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
             Backbone::Vit { size, depth, patch_size, pool } => format!(
                 "vit-{}{} p{patch_size} {}",
@@ -818,13 +850,28 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
         refuse(p, b.patch_size.is_some(), "patch_size", &arch);
         refuse(p, b.pool.is_some(), "pool", &arch);
     }
+    if !arch.starts_with("resnet") {
+        refuse(p, b.stem.is_some(), "stem", &arch);
+    }
     match arch.as_str() {
-        "resnet18" => {
-            refuse(p, b.n_rkhs.is_some(), "n_rkhs", "resnet18");
-            refuse(p, b.n_depth.is_some(), "n_depth", "resnet18");
-            refuse(p, b.depth.is_some(), "depth", "resnet18");
-            refuse(p, b.use_bn.is_some(), "use_bn", "resnet18");
-            Backbone::Resnet18 { width, zero_init_residual: p.req(b.zero_init_residual, &k("zero_init_residual"), true) }
+        "resnet18" | "resnet50" => {
+            for (set, key) in [(b.n_rkhs.is_some(), "n_rkhs"), (b.n_depth.is_some(), "n_depth"), (b.depth.is_some(), "depth"), (b.use_bn.is_some(), "use_bn")] {
+                refuse(p, set, key, &arch);
+            }
+            let zero_init_residual = p.req(b.zero_init_residual, &k("zero_init_residual"), true);
+            let stem = match p.req(b.stem.clone(), &k("stem"), "cifar".into()).as_str() {
+                "cifar" => ResnetStem::Cifar,
+                "imagenet" => ResnetStem::Imagenet,
+                other => {
+                    p.push(&k("stem"), format!("unknown stem {other:?}; expected cifar (3x3 stride 1, no max-pool) or imagenet (7x7 stride 2 and max-pool)"));
+                    ResnetStem::Cifar
+                }
+            };
+            if arch == "resnet18" {
+                Backbone::Resnet18 { width, zero_init_residual, stem }
+            } else {
+                Backbone::Resnet50 { width, zero_init_residual, stem }
+            }
         }
         "amdim" => {
             refuse(p, b.zero_init_residual.is_some(), "zero_init_residual", "amdim");
@@ -875,8 +922,8 @@ fn backbone(b: crate::suite::spec::BackboneSpec, at: &str, p: &mut Problems) -> 
             Backbone::Vit { size, depth, patch_size, pool }
         }
         other => {
-            p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, amdim, vit"));
-            Backbone::Resnet18 { width, zero_init_residual: true }
+            p.push(&k("arch"), format!("unknown backbone {other:?}; expected one of: resnet18, resnet50, amdim, vit"));
+            Backbone::Resnet18 { width, zero_init_residual: true, stem: ResnetStem::Cifar }
         }
     }
 }
@@ -1095,7 +1142,7 @@ mod tests {
     /// The masked auto-encoders refuse a ResNet, and MAE's probe settings are checked.
     #[test]
     fn masked_autoencoders_and_the_mae_probe_are_checked() {
-        let err = load("version: 1\ntargets:\n  - id: a\n    method: mmae\n    method_params: {mask_ratio: 1.0, norm_pix: true, decoder: {width: 30, depth: 0, heads: 4}, lambda: 0.01, mu: 3, centering: false}\n    backbone: {arch: resnet18, width: 8, zero_init_residual: true}\n").unwrap_err().to_string();
+        let err = load("version: 1\ntargets:\n  - id: a\n    method: mmae\n    method_params: {mask_ratio: 1.0, norm_pix: true, decoder: {width: 30, depth: 0, heads: 4}, lambda: 0.01, mu: 3, centering: false}\n    backbone: {arch: resnet18, width: 8, zero_init_residual: true, stem: cifar}\n").unwrap_err().to_string();
         assert!(err.contains("method_params.mask_ratio: expected a fraction strictly between 0 and 1, found 1"), "{err}");
         assert!(err.contains("method_params.decoder: expected a positive width divisible by heads"), "{err}");
         assert!(err.contains("method_params.decoder.depth: expected at least 1 block"), "{err}");

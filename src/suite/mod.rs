@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn another_variant_takes_none_of_the_defaults_fields() {
-        let text = "version: 1\ndefaults:\n  backbone: {arch: resnet18, width: 8, zero_init_residual: true}\ntargets:\n  - id: a\n    backbone: {width: 4}\n  - id: b\n    backbone: {arch: amdim, width: 16, n_rkhs: 64, n_depth: 1, use_bn: false}\n";
+        let text = "version: 1\ndefaults:\n  backbone: {arch: resnet18, width: 8, zero_init_residual: true, stem: cifar}\ntargets:\n  - id: a\n    backbone: {width: 4}\n  - id: b\n    backbone: {arch: amdim, width: 16, n_rkhs: 64, n_depth: 1, use_bn: false}\n";
         let t = merge_targets(&parse_str(text).unwrap(), &[]).unwrap();
         let (a, b) = (t[0].backbone.as_ref().unwrap(), t[1].backbone.as_ref().unwrap());
         assert_eq!((a.width, a.zero_init_residual), (Some(4), Some(true)));

@@ -60,10 +60,12 @@ pub struct SweepPoint {
 #[serde(deny_unknown_fields)]
 pub struct BackboneSpec {
     pub arch: Option<String>,
-    /// Base width W: stage channels are W, 2W, 4W, 8W (64 in the paper's ResNet-18).
+    /// Base width W: stage channels are W, 2W, 4W, 8W (64 in the papers' ResNets).
     pub width: Option<i64>,
-    /// resnet18: start the last BN of each residual block at 0 (torchvision `zero_init_residual`).
+    /// resnet18/50: start the last BN of each residual block at 0 (torchvision `zero_init_residual`).
     pub zero_init_residual: Option<bool>,
+    /// resnet18/50: `cifar` (3×3 stride-1 stem, no max-pool) or `imagenet` (7×7 stride 2 + max-pool).
+    pub stem: Option<String>,
     /// amdim: channels of the global feature r1 and of the local projections (`--n_rkhs`).
     pub n_rkhs: Option<i64>,
     /// amdim: residual units per block (`--n_depth`).
