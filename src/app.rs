@@ -244,8 +244,13 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let md = report::render(&runs, &[], &build, report::Format::Md)?;
     util::write_atomic(&suite_dir.join("results.md"), md.as_bytes())?;
     util::write_atomic(&suite_dir.join("results.csv"), report::render(&runs, &[], &build, report::Format::Csv)?.as_bytes())?;
+    let plots = report::plot::sweep_plots(&report::rows(&runs, &build))?;
+    for (name, svg) in &plots {
+        util::write_atomic(&suite_dir.join(name), svg.as_bytes())?;
+    }
     println!("{}", report::render(&runs, &[], &build, report::Format::Terminal)?);
-    eprintln!("tables written to {}/results.{{md,csv}}", suite_dir.display());
+    let plotted = if plots.is_empty() { String::new() } else { format!(" and {} sweep plot(s) (sweep_*.svg)", plots.len()) };
+    eprintln!("tables written to {}/results.{{md,csv}}{plotted}", suite_dir.display());
     Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
 }
 

@@ -554,6 +554,18 @@ fn a_sweep_trains_its_grid_and_reports_it() {
     assert_eq!(table.lines().filter(|l| (l.contains(" 64 ") || l.contains(" 128 ")) && l.contains("1/1")).count(), 4, "{table}");
     let md = stdout(&sb.repro(&["report", "reports/tiny", "--format", "md"]));
     assert!(md.contains("**sweep er_byol: 4 points") && md.contains("| train.batch_size | method_params.head.momentum |"), "{md}");
+    // A two-axis grid has no plot; a sweep over one numeric key is plotted against it (SVG) and
+    // linked under its table in results.md.
+    assert!(!sb.path("reports/tiny/sweep_er_byol.svg").exists() && !md.contains("!["), "{md}");
+    let one_axis = sweep.replace("id: er_byol", "id: er_bs").replace("    sweep: {train.batch_size: [64, 128], method_params.head.momentum: [0.9, 0.99]}\n", "    sweep: {train.batch_size: [64, 128]}\n");
+    sb.write("s.yaml", &suite.replace("targets:\n", &format!("targets:\n{one_axis}")));
+    let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_bs"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("and 1 sweep plot(s)"), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(sb.path("reports/tiny/sweep_er_bs.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("train.batch_size") && svg.contains("k-NN top-1") && svg.contains("<circle"), "{svg}");
+    let md = std::fs::read_to_string(sb.path("reports/tiny/results.md")).unwrap();
+    assert!(md.contains("![sweep er_bs: 2 points of er on fashion_mnist") && md.contains("](sweep_er_bs.svg)"), "{md}");
 
     // Unknown points and a --set on a swept key are refused with what to do.
     let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_byol@batch_size=32"]);
@@ -561,7 +573,7 @@ fn a_sweep_trains_its_grid_and_reports_it() {
     assert!(stderr(&o).contains("no such target") && stderr(&o).contains(ids[3]), "{}", stderr(&o));
     let o = sb.repro(&["validate", "s.yaml", "--set", "train.batch_size=32"]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("target er_byol sweeps train.batch_size"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("target er_bs sweeps train.batch_size; a --set on it would make every point the same run"), "{}", stderr(&o));
 }
 
 /// Unreadable, older or foreign records are reported by path and left in place; `--move-aside`

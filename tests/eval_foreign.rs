@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use repro::export::graph::{Dim, GraphBuilder};
-use repro::nn::resnet::ResNet18;
+use repro::nn::resnet::ResNet;
+use repro::plan::{ResnetDepth, ResnetStem};
 
 #[test]
 fn eval_accepts_foreign_names_and_no_metadata() {
@@ -13,7 +14,7 @@ fn eval_accepts_foreign_names_and_no_metadata() {
     sb.lock_with_sources("datasets.lock", &format!("file://{DEBIAN_DIR}"));
     tch::manual_seed(0);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let net = ResNet18::new(&vs.root(), 1, 2, false);
+    let net = ResNet::new(&vs.root(), 1, ResnetDepth::R18, ResnetStem::Cifar, 2, false);
     let mut g = GraphBuilder::new();
     net.emit_onnx(&mut g, "input.1", "features").unwrap();
     let model = g

@@ -41,13 +41,7 @@ struct Manifest {
 }
 
 fn manifest_for(key: &Key, splits: &[&str]) -> Manifest {
-    Manifest {
-        version: VERSION,
-        format: key.format.clone(),
-        decoder: key.decoder.clone(),
-        sources: key.sources.clone(),
-        splits: splits.iter().map(|s| (*s).to_owned()).collect(),
-    }
+    Manifest { version: VERSION, format: key.format.clone(), decoder: key.decoder.clone(), sources: key.sources.clone(), splits: splits.iter().map(|s| (*s).to_owned()).collect() }
 }
 
 fn paths(dir: &Path, split: &str) -> (PathBuf, PathBuf) {

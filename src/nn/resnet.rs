@@ -42,19 +42,10 @@ impl ConvBn {
             stride,
             padding,
             bias: false,
-            ws_init: nn::Init::Kaiming {
-                dist: nn::init::NormalOrUniform::Normal,
-                fan: nn::init::FanInOut::FanOut,
-                non_linearity: nn::init::NonLinearity::ReLU,
-            },
+            ws_init: nn::Init::Kaiming { dist: nn::init::NormalOrUniform::Normal, fan: nn::init::FanInOut::FanOut, non_linearity: nn::init::NonLinearity::ReLU },
             ..Default::default()
         };
-        let bn_cfg = nn::BatchNormConfig {
-            eps: BN_EPS,
-            ws_init: nn::Init::Const(if zero_bn { 0.0 } else { 1.0 }),
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        };
+        let bn_cfg = nn::BatchNormConfig { eps: BN_EPS, ws_init: nn::Init::Const(if zero_bn { 0.0 } else { 1.0 }), bs_init: nn::Init::Const(0.0), ..Default::default() };
         Self {
             conv: nn::conv2d(sub(root, conv_name), c_in, c_out, kernel, cfg),
             bn: nn::batch_norm2d(sub(root, bn_name), c_out, bn_cfg),
@@ -87,8 +78,7 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(root: &nn::Path, prefix: &str, c_in: i64, c_out: i64, stride: i64, zero_init_residual: bool) -> Self {
         let p = sub(root, prefix);
-        let downsample = (stride != 1 || c_in != c_out)
-            .then(|| ConvBn::new(&p, "downsample.0", "downsample.1", c_in, c_out, 1, stride, false));
+        let downsample = (stride != 1 || c_in != c_out).then(|| ConvBn::new(&p, "downsample.0", "downsample.1", c_in, c_out, 1, stride, false));
         Self {
             conv1: ConvBn::new(&p, "conv1", "bn1", c_in, c_out, 3, stride, false),
             conv2: ConvBn::new(&p, "conv2", "bn2", c_out, c_out, 3, 1, zero_init_residual),
@@ -137,8 +127,7 @@ impl Bottleneck {
     fn new(root: &nn::Path, prefix: &str, c_in: i64, planes: i64, stride: i64, zero_init_residual: bool) -> Self {
         let p = sub(root, prefix);
         let c_out = planes * 4;
-        let downsample = (stride != 1 || c_in != c_out)
-            .then(|| ConvBn::new(&p, "downsample.0", "downsample.1", c_in, c_out, 1, stride, false));
+        let downsample = (stride != 1 || c_in != c_out).then(|| ConvBn::new(&p, "downsample.0", "downsample.1", c_in, c_out, 1, stride, false));
         Self {
             conv1: ConvBn::new(&p, "conv1", "bn1", c_in, planes, 1, 1, false),
             conv2: ConvBn::new(&p, "conv2", "bn2", planes, planes, 3, stride, false),
@@ -303,7 +292,8 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let small = crate::nn::Encoder::Resnet(ResNet::new(&vs.root(), 1, ResnetDepth::R18, ResnetStem::Cifar, 8, false));
         let (hw, s2, s3, s4) = (28 * 28, 14 * 14, 7 * 7, 4 * 4);
-        let want = hw * 8 * 9 + 4 * hw * 64 * 9
+        let want = hw * 8 * 9
+            + 4 * hw * 64 * 9
             + s2 * (16 * 8 * 9 + 16 * 16 * 9 * 3 + 16 * 8)
             + s3 * (32 * 16 * 9 + 32 * 32 * 9 * 3 + 32 * 16)
             + s4 * (64 * 32 * 9 + 64 * 64 * 9 * 3 + 64 * 32);

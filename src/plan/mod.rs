@@ -739,12 +739,16 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
     }
     let batch_size = p.req(t.batch_size, &at("train.batch_size"), 2);
     let base_lr = p.req(t.lr, &at("train.lr"), 0.1);
-    let lr_scaling = t.lr_scaling.map(|l| {
+    // `rule: none` switches off a scaling rule that `defaults:` set (a null would keep it).
+    let lr_scaling = t.lr_scaling.filter(|l| l.rule.as_deref() != Some("none")).map(|l| {
         let rule = match l.rule.as_deref() {
             Some("linear") => LrRule::Linear,
             Some("sqrt") => LrRule::Sqrt,
             other => {
-                p.push(&at("train.lr_scaling.rule"), format!("expected linear (lr · batch / reference) or sqrt (lr · √(batch / reference)), found {other:?}"));
+                p.push(
+                    &at("train.lr_scaling.rule"),
+                    format!("expected linear (lr · batch / reference), sqrt (lr · √(batch / reference)) or none (lr as given), found {other:?}"),
+                );
                 LrRule::Linear
             }
         };
@@ -1137,6 +1141,33 @@ mod tests {
         assert!(err.contains("backbone.depth: expected at least 1 block"), "{err}");
         let err = load(&t("{arch: amdim, width: 8, n_rkhs: 64, n_depth: 1, use_bn: false, depth: 2}")).unwrap_err().to_string();
         assert!(err.contains("backbone.depth: not a field of arch amdim; remove it"), "{err}");
+    }
+
+    #[test]
+    fn resnet_stems_are_checked() {
+        let t = |b: &str| format!("version: 1\ntargets:\n  - id: a\n    method: random_init\n    backbone: {b}\n");
+        let err = load(&t("{arch: resnet50, width: 8, zero_init_residual: true, stem: imagenett}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.stem: unknown stem \"imagenett\"; expected cifar"), "{err}");
+        let err = load(&t("{arch: resnet18, width: 8, zero_init_residual: true}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.stem: missing"), "{err}");
+        let err = load(&t("{arch: amdim, width: 8, n_rkhs: 64, n_depth: 1, use_bn: false, stem: cifar}")).unwrap_err().to_string();
+        assert!(err.contains("backbone.stem: not a field of arch amdim; remove it"), "{err}");
+    }
+
+    /// The shipped Imagenette suite: ResNets with the ImageNet stem at a learning rate scaled from
+    /// CorInfoMax's batch 1024, and AMDIM switching the scaling off with `rule: none`.
+    #[test]
+    fn imagenette_scales_the_resnet_rate_and_not_amdims() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/imagenette.yaml");
+        let plan = build(&suite::load(&path, &[]).unwrap()).unwrap();
+        let get = |id: &str| plan.targets.iter().find(|t| t.id == id).unwrap();
+        let c = get("corinfomax");
+        assert_eq!(c.backbone, Backbone::Resnet18 { width: 64, zero_init_residual: true, stem: ResnetStem::Imagenet });
+        assert_eq!((c.train.lr, c.train.batch_size), (0.25, 256));
+        let a = get("amdim");
+        assert_eq!((a.train.lr, a.train.lr_scaling.is_none(), a.data.image_size), (2.0e-4, true, Some(128)));
+        assert_eq!(a.backbone.label(), "amdim w192 r1536 d8");
+        assert_eq!(get("random_init").backbone.label(), "resnet18 w64 in-stem");
     }
 
     /// The masked auto-encoders refuse a ResNet, and MAE's probe settings are checked.

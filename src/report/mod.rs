@@ -5,6 +5,8 @@
 //! Footnotes name every protocol and source. Exporters: terminal and Markdown (the table), CSV (one
 //! line per run and metric, every seed's value), JSON (rows with per-seed values, runs, problems).
 
+pub mod plot;
+
 use anyhow::Result;
 use serde::Serialize;
 use tabled::settings::Style;
@@ -257,7 +259,9 @@ fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
             let table = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
             let what = &points[0];
             let title = format!("sweep {of}: {} points of {} on {} ({}, {} epochs)", points.len(), what.method, what.dataset, what.backbone, what.epochs);
-            if md {
+            if md && plot::has_plot(&points) {
+                format!("**{title}**\n\n{table}\n\n![{title}]({})\n", plot::file_name(of))
+            } else if md {
                 format!("**{title}**\n\n{table}\n")
             } else {
                 format!("{title}\n{table}\n")
