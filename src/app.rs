@@ -241,13 +241,17 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         eprintln!("warning: {p}");
     }
     let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.contains(&r.config.keys.run)).collect();
-    let md = report::render(&runs, &[], &build, report::Format::Md)?;
+    // The plots first, so that results.md never links a file that is not there.
+    let plots = report::plot::sweep_plots(&report::rows(&runs, &build))?;
+    for p in &plots {
+        util::write_atomic(&suite_dir.join(&p.file), p.svg.as_bytes())?;
+    }
+    let mut md = report::render(&runs, &[], &build, report::Format::Md)?;
+    for p in &plots {
+        md += &format!("\n![{}]({})\n", p.title, p.file);
+    }
     util::write_atomic(&suite_dir.join("results.md"), md.as_bytes())?;
     util::write_atomic(&suite_dir.join("results.csv"), report::render(&runs, &[], &build, report::Format::Csv)?.as_bytes())?;
-    let plots = report::plot::sweep_plots(&report::rows(&runs, &build))?;
-    for (name, svg) in &plots {
-        util::write_atomic(&suite_dir.join(name), svg.as_bytes())?;
-    }
     println!("{}", report::render(&runs, &[], &build, report::Format::Terminal)?);
     let plotted = if plots.is_empty() { String::new() } else { format!(" and {} sweep plot(s) (sweep_*.svg)", plots.len()) };
     eprintln!("tables written to {}/results.{{md,csv}}{plotted}", suite_dir.display());

@@ -74,7 +74,9 @@ pub fn load(dir: &Path, key: &Key, splits: &[&str]) -> Result<Option<Vec<ImageSe
 fn map_images(path: &Path) -> Result<((usize, usize, usize, usize), Pixels)> {
     let file = std::fs::File::open(path)?;
     // SAFETY: the map is read-only and the cache's files are only ever replaced by rename
-    // (`util::write_atomic_with`), never written in place, so the mapped bytes do not change.
+    // (`util::write_atomic_with`), never written in place, so the mapped bytes do not change (a
+    // replaced file's old inode stays mapped). A file truncated by another program while mapped
+    // would end the process with SIGBUS; nothing in repro does that.
     let map = unsafe { memmap2::Mmap::map(&file)? };
     let (dim, start, len) = {
         let view = ArrayView4::<u8>::view_npy(&map)?;

@@ -1167,6 +1167,9 @@ mod tests {
         let a = get("amdim");
         assert_eq!((a.train.lr, a.train.lr_scaling.is_none(), a.data.image_size), (2.0e-4, true, Some(128)));
         assert_eq!(a.backbone.label(), "amdim w192 r1536 d8");
+        // AMDIM's views have no blur or solarization; the defaults' CorInfoMax views do.
+        assert_eq!((a.augment.blur.as_ref().map(|b| b.p), a.augment.solarize.as_ref().map(|s| s.p)), (Some([0.0; 2]), Some([0.0; 2])));
+        assert_eq!(c.augment.blur.as_ref().map(|b| b.p), Some([1.0, 0.1]));
         assert_eq!(get("random_init").backbone.label(), "resnet18 w64 in-stem");
     }
 

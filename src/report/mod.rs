@@ -259,9 +259,7 @@ fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
             let table = if md { table.with(Style::markdown()) } else { table.with(Style::rounded()) }.to_string();
             let what = &points[0];
             let title = format!("sweep {of}: {} points of {} on {} ({}, {} epochs)", points.len(), what.method, what.dataset, what.backbone, what.epochs);
-            if md && plot::has_plot(&points) {
-                format!("**{title}**\n\n{table}\n\n![{title}]({})\n", plot::file_name(of))
-            } else if md {
+            if md {
                 format!("**{title}**\n\n{table}\n")
             } else {
                 format!("{title}\n{table}\n")

@@ -31,8 +31,15 @@ fn one_axis<'a>(points: &[&'a Row]) -> Option<(String, Vec<(f64, &'a Row)>)> {
     Some((key, xs))
 }
 
-/// (file name, SVG) for every one-axis numeric sweep among `rows` with at least one finished point.
-pub fn sweep_plots(rows: &[Row]) -> Result<Vec<(String, String)>> {
+/// A sweep's plot: the file it goes to, its title (the sweep table's), the SVG.
+pub struct Plot {
+    pub file: String,
+    pub title: String,
+    pub svg: String,
+}
+
+/// The plot of every one-axis numeric sweep among `rows` with at least one finished point.
+pub fn sweep_plots(rows: &[Row]) -> Result<Vec<Plot>> {
     let mut sweeps: Vec<(&str, Vec<&Row>)> = Vec::new();
     for r in rows {
         if let Some(p) = &r.sweep {
@@ -48,14 +55,11 @@ pub fn sweep_plots(rows: &[Row]) -> Result<Vec<(String, String)>> {
         if xs.iter().all(|(_, r)| r.knn_top1.is_none() && r.linear_top1.is_none()) {
             continue;
         }
-        out.push((file_name(of), svg(of, &key, &xs)?));
+        let r = xs[0].1;
+        let title = format!("sweep {of}: {} points of {} on {} ({}, {} epochs)", xs.len(), r.method, r.dataset, r.backbone, r.epochs);
+        out.push(Plot { file: file_name(of), title, svg: svg(of, &key, &xs)? });
     }
     Ok(out)
-}
-
-/// Whether `sweep_plots` draws this sweep (for the Markdown link under its table).
-pub fn has_plot(points: &[&Row]) -> bool {
-    one_axis(points).is_some_and(|(_, xs)| xs.iter().any(|(_, r)| r.knn_top1.is_some() || r.linear_top1.is_some()))
 }
 
 /// A plotted metric: its legend, where a row holds it, its colour.
@@ -161,17 +165,17 @@ mod tests {
             row("words", &[("method_params.head.name", "simclr")], Some(50.0)),
         ];
         let plots = sweep_plots(&rows).unwrap();
-        assert_eq!(plots.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["sweep_bs.svg"]);
-        let svg = plots[0].1.replace('\n', "");
+        assert_eq!(plots.iter().map(|p| p.file.as_str()).collect::<Vec<_>>(), ["sweep_bs.svg"]);
+        assert_eq!(plots[0].title, "sweep bs: 3 points of er on fashion_mnist (resnet18 w2, 1 epochs)");
+        let svg = plots[0].svg.replace('\n', "");
         if let Some(dir) = std::env::var_os("REPRO_PLOT_DUMP") {
-            std::fs::write(std::path::Path::new(&dir).join(&plots[0].0), &plots[0].1).unwrap();
+            std::fs::write(std::path::Path::new(&dir).join(&plots[0].file), &plots[0].svg).unwrap();
             // to look at it
         }
         assert!(svg.starts_with("<svg") && svg.contains("train.batch_size (log scale)") && svg.contains("k-NN top-1") && svg.contains("linear top-1"), "{svg}");
         // Tick labels only at the swept values, in order of the axis.
         let (a, b) = (svg.find(">64<").unwrap(), svg.find(">512<").unwrap());
         assert!(a < b && svg.contains(">128<"));
-        assert!(!has_plot(&rows[3..4].iter().collect::<Vec<_>>()));
         assert_eq!(file_name("er_byol@x"), "sweep_er_byol_x.svg");
     }
 }
