@@ -11,29 +11,22 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Device;
 
-use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, LossArgs, RunArgs, ScheduleArg};
+use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, LossArgs, PlanArgs, RunArgs, ScheduleArg};
 use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
 use crate::plan::{self, Plan, Target};
 use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureRecord, Keys, Metric, MetricKind, MetricsRecord, RunDir};
-use crate::{eval, export, gate, machine, methods, report, suite, train, util, Outcome};
+use crate::{eval, export, gate, machine, methods, report, train, util, validate, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Run(args) => run(&cli.lock, &args),
-        Command::Validate { suites, set } => validate(&cli.lock, &suites, &set),
+        Command::Validate(a) => validate::command(&cli.lock, &a),
         Command::Fetch { names, force, decode } => fetch(&cli.lock, &names, force, decode),
         Command::Verify { names } => verify(&cli.lock, &names),
         Command::Export { checkpoint, out } => export_checkpoint(&cli.lock, &checkpoint, &out),
         Command::Eval(args) => eval_file(&cli.lock, &args),
-        Command::Report { dir, format } => {
-            let records = results::load_suite_dir(&dir)?;
-            for p in &records.problems {
-                eprintln!("warning: {p}");
-            }
-            println!("{}", report::render(&records.runs, &records.problems, &BuildInfo::current(), format)?);
-            Ok(Outcome::Success)
-        }
-        Command::Gate { dir, baseline, tolerance } => gate::run(&dir, baseline.as_deref(), tolerance),
+        Command::Report(a) => report::command(&a),
+        Command::Gate(a) => gate::command(&a),
         Command::Loss(args) => loss(&args),
         Command::Env { json } => env_command(json),
         Command::Methods => {
@@ -41,16 +34,17 @@ pub fn main(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Bench(args) => bench(&cli.lock, &args),
+        Command::Plan(args) => plan_estimate(&cli.lock, &args),
     }
 }
 
 /// `repro bench`: one target's stages timed on this machine (`bench`).
 fn bench(lock: &Path, a: &BenchArgs) -> Result<Outcome> {
-    let (plan, lockfile) = load_plan(lock, &a.suite, &a.set)?;
+    let (plan, lockfile) = validate::load_plan(lock, &a.suite, &a.set)?;
     let t = match &a.target {
         Some(id) => select_targets(&plan, &a.suite, std::slice::from_ref(id))?[0],
         None if plan.targets.len() == 1 => &plan.targets[0],
-        None => bail!("{} has {} targets; name one with --target (targets: {})", a.suite.display(), plan.targets.len(), target_ids(&plan)),
+        None => bail!("{} has {} targets; name one with --target (targets: {})", a.suite.display(), plan.targets.len(), plan.target_ids()),
     };
     let (device, note) = machine::select_device(a.device)?;
     if let Some(why) = &note {
@@ -77,6 +71,24 @@ fn bench(lock: &Path, a: &BenchArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `repro plan`: the suite's compute, time and memory, estimated (`estimate`).
+fn plan_estimate(lock: &Path, a: &PlanArgs) -> Result<Outcome> {
+    let (plan, lockfile) = validate::load_plan(lock, &a.suite, &a.set)?;
+    let targets = select_targets(&plan, &a.suite, &a.targets)?;
+    let (device, note) = machine::select_device(a.device)?;
+    if let Some(why) = &note {
+        eprintln!("calibrating on the CPU ({why})");
+    }
+    let o = crate::estimate::EstimateOptions { gpu: a.gpu.clone(), mfu: a.mfu, calibrate_steps: a.calibrate_steps };
+    let e = crate::estimate::estimate(&plan, &targets, &lockfile, device, &o)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", crate::estimate::render(&e));
+    }
+    Ok(Outcome::Success)
+}
+
 /// `repro env`: the build, libtorch and CUDA (or why not), ONNX Runtime and its providers, threads
 /// and CPU, as every env.json records them.
 fn env_command(json: bool) -> Result<Outcome> {
@@ -98,78 +110,19 @@ fn env_command(json: bool) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Loads and validates a suite, and checks its datasets against the lock (returned with the plan).
-fn load_plan(lock: &Path, path: &Path, set: &[String]) -> Result<(Plan, data::lock::Lock)> {
-    let overrides = set.iter().map(|s| suite::Override::parse(s)).collect::<Result<Vec<_>>>()?;
-    let loaded = suite::load(path, &overrides)?;
-    let plan = plan::build(&loaded)?;
-    let lockfile = data::lock::Lock::load(lock)?;
-    let mut problems = Vec::new();
-    for t in &plan.targets {
-        match lockfile.get(&t.dataset) {
-            Err(e) => problems.push(format!("target {}: dataset: {e:#}", t.id)),
-            Ok(entry) if t.data.unlabeled && !data::has_unlabeled(entry.format) => problems.push(format!(
-                "target {}: data.unlabeled: dataset {} (format {}) has no unlabeled split; remove the key or use stl10",
-                t.id,
-                t.dataset,
-                entry.format.name()
-            )),
-            Ok(entry) => {
-                let size = t.data.image_size.unwrap_or(entry.image_size);
-                if matches!(t.backbone, plan::Backbone::Amdim { .. }) && ![32, 64, 128].contains(&size) {
-                    problems.push(format!(
-                        "target {}: backbone.arch amdim takes 32, 64 or 128 px images (the official encoder_size); {} images are {size} px: set data.image_size",
-                        t.id, t.dataset
-                    ));
-                }
-                for l in t.eval.linears().filter(|l| l.test_resize.is_some_and(|side| side < size)) {
-                    problems.push(format!(
-                        "target {}: {}: test_resize {} is smaller than the {size} px images; the centre crop needs at least the image size (CorInfoMax: int(size·8/7))",
-                        t.id,
-                        l.metric_name(),
-                        l.test_resize.unwrap_or_default()
-                    ));
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
-    }
-    Ok((plan, lockfile))
-}
-
 /// The targets named by `--target` (all when none is), in suite order: a target's id, a sweep
 /// point's id, or a sweep's id for all its points. An unknown id is an error that lists the
 /// suite's targets.
 fn select_targets<'a>(plan: &'a Plan, suite: &Path, ids: &[String]) -> Result<Vec<&'a Target>> {
     let named = |t: &Target, id: &String| &t.id == id || t.sweep.as_ref().is_some_and(|s| &s.of == id);
     if let Some(id) = ids.iter().find(|id| !plan.targets.iter().any(|t| named(t, id))) {
-        bail!("--target {id:?}: no such target in {} (targets: {})", suite.display(), target_ids(plan));
+        bail!("--target {id:?}: no such target in {} (targets: {})", suite.display(), plan.target_ids());
     }
     Ok(plan.targets.iter().filter(|t| ids.is_empty() || ids.iter().any(|id| named(t, id))).collect())
 }
 
-fn target_ids(plan: &Plan) -> String {
-    plan.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn validate(lock: &Path, suites: &[std::path::PathBuf], set: &[String]) -> Result<Outcome> {
-    let mut errors = Vec::new();
-    for s in suites {
-        match load_plan(lock, s, set) {
-            Ok((p, _)) => println!("{}: ok ({} targets: {})", s.display(), p.targets.len(), target_ids(&p)),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(Outcome::Success)
-}
-
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
-    let (plan, lockfile) = load_plan(lock, &args.suite, &args.set)?;
+    let (plan, lockfile) = validate::load_plan(lock, &args.suite, &args.set)?;
     let targets = select_targets(&plan, &args.suite, &args.targets)?;
     let (device, device_note) = machine::select_device(args.device)?;
     let build = BuildInfo::current();
@@ -242,19 +195,16 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     }
     let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.contains(&r.config.keys.run)).collect();
     // The plots first, so that results.md never links a file that is not there.
-    let plots = report::plot::sweep_plots(&report::rows(&runs, &build))?;
-    for p in &plots {
-        util::write_atomic(&suite_dir.join(&p.file), p.svg.as_bytes())?;
-    }
-    let mut md = report::render(&runs, &[], &build, report::Format::Md)?;
-    for p in &plots {
-        md += &format!("\n![{}]({})\n", p.title, p.file);
-    }
+    let suites = [(plan.suite.clone(), runs)];
+    let plots = report::plot::write_all(&suites, &build, &suite_dir.join("plots"))?;
+    let runs = &suites[0].1;
+    let mut md = report::render(runs, &[], &build, report::Format::Md)?;
+    md += &report::plot::links(&plots, "plots/");
     util::write_atomic(&suite_dir.join("results.md"), md.as_bytes())?;
-    util::write_atomic(&suite_dir.join("results.csv"), report::render(&runs, &[], &build, report::Format::Csv)?.as_bytes())?;
-    println!("{}", report::render(&runs, &[], &build, report::Format::Terminal)?);
-    let plotted = if plots.is_empty() { String::new() } else { format!(" and {} sweep plot(s) (sweep_*.svg)", plots.len()) };
-    eprintln!("tables written to {}/results.{{md,csv}}{plotted}", suite_dir.display());
+    util::write_atomic(&suite_dir.join("results.csv"), report::render(runs, &[], &build, report::Format::Csv)?.as_bytes())?;
+    util::write_atomic(&suite_dir.join("results.tex"), report::render(runs, &[], &build, report::Format::Latex)?.as_bytes())?;
+    println!("{}", report::render(runs, &[], &build, report::Format::Terminal)?);
+    eprintln!("tables written to {}/results.{{md,csv,tex}} and {} plot(s) to plots/ (SVG and PNG)", suite_dir.display(), plots.len());
     Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
 }
 

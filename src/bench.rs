@@ -82,13 +82,21 @@ pub struct BenchOptions {
     pub trace_steps: usize,
 }
 
-/// Dense bf16 peaks (TFLOP/s, without sparsity) from NVIDIA's data sheets, by a substring of the GPU
-/// name as `nvidia-smi` prints it; the first match wins (SXM figures; PCIe parts are lower).
-const PEAKS: &[(&str, f64)] = &[("H200", 989.4), ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0), ("V100", 125.0)];
+/// A GPU class: a substring of its name as `nvidia-smi` prints it, its dense bf16 peak (TFLOP/s,
+/// without sparsity) and its memory (GiB), from NVIDIA's data sheets (SXM figures; PCIe parts
+/// are lower; the largest memory variant). The first match wins.
+pub const GPUS: &[(&str, f64, f64)] =
+    &[("H200", 989.4, 141.0), ("H100", 989.4, 80.0), ("A100", 312.0, 80.0), ("L40S", 362.1, 48.0), ("L4", 121.0, 24.0), ("A10", 125.0, 24.0), ("V100", 125.0, 32.0)];
+
+/// The GPU class of a name, if known: (class, peak TFLOP/s, memory GiB).
+pub fn gpu_class(gpu: &str) -> Option<(&'static str, f64, f64)> {
+    let upper = gpu.to_uppercase();
+    GPUS.iter().find(|(name, _, _)| upper.contains(name)).copied()
+}
 
 /// The dense bf16 peak of a GPU by its name, if known.
 pub fn peak_for(gpu: &str) -> Option<f64> {
-    PEAKS.iter().find(|(name, _)| gpu.contains(name)).map(|&(_, p)| p)
+    gpu_class(gpu).map(|g| g.1)
 }
 
 fn sync(device: Device) {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::Format;
+pub use repro_lite::cli::{GateArgs, ReportArgs, ValidateArgs};
 
 /// Reproduce self-supervised-learning papers: train with libtorch, export to ONNX, evaluate through
 /// ONNX Runtime with one k-NN and linear-probe protocol, and gate the numbers in CI.
@@ -35,13 +35,7 @@ pub enum Command {
     /// Finished targets are skipped and interrupted ones resume from their last epoch.
     Run(RunArgs),
     /// Check suites against the schema and datasets.lock without running anything.
-    Validate {
-        #[arg(required = true)]
-        suites: Vec<PathBuf>,
-        /// Override a suite key (see `repro run --help`).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-    },
+    Validate(ValidateArgs),
     /// Download datasets into the cache ($REPRO_DATA_DIR) and verify them. Manual data (ImageNet)
     /// is not downloaded: the message says where to put it.
     Fetch {
@@ -65,28 +59,19 @@ pub enum Command {
     /// Evaluate any single-input encoder ONNX file with k-NN and a linear probe.
     Eval(EvalArgs),
     /// Render the tables of a results folder (reports/<suite>) from its stored JSON.
-    Report {
-        dir: PathBuf,
-        #[arg(long, value_enum, default_value = "terminal")]
-        format: Format,
-    },
+    Report(ReportArgs),
     /// Turn a results folder into a CI verdict: exit 1 when a target failed, a verified paper
     /// number is missed beyond its tolerance, or a metric fell below the baseline.
-    Gate {
-        dir: PathBuf,
-        /// A results folder (reports/<suite>) to compare against, target by target.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Allowed drop below the baseline, in points (a finite number >= 0). A drop beyond it
-        /// fails only when it is also significant over seeds (one-sided Welch t-test, α 0.05).
-        #[arg(long, default_value = "1.0", value_parser = crate::gate::parse_tolerance)]
-        tolerance: f64,
-    },
+    Gate(GateArgs),
     /// Evaluate one method's objective on given embeddings and print it as JSON.
     Loss(LossArgs),
     /// Time one suite target on this machine, stage by stage, on synthetic data of its shapes:
     /// training views, training steps (and MFU on a GPU), ONNX Runtime embedding, k-NN.
     Bench(BenchArgs),
+    /// Estimate a suite before running it: per target, training FLOPs per image, images per
+    /// epoch, total FLOPs, time here (from a short measured calibration) and on a GPU class, memory,
+    /// and the targets that will not fit; the suite's total.
+    Plan(PlanArgs),
     /// Print the build, libtorch and whether CUDA is usable (and why not), ONNX Runtime and its
     /// execution providers, threads and CPU features: what every env.json records.
     Env {
@@ -121,6 +106,31 @@ pub struct RunArgs {
     /// OUT/<suite>/.superseded/ and run it (without this flag such a run is refused and left alone).
     #[arg(long)]
     pub move_aside: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    pub suite: PathBuf,
+    /// Estimate only these target ids (repeatable).
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Override a suite key (see `repro run --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The GPU class to estimate for: H200, H100, A100, L40S, L4, A10 or V100.
+    #[arg(long, default_value = "H100")]
+    pub gpu: String,
+    /// The model-FLOP utilisation assumed on that GPU (a fraction; `repro bench` measures it).
+    #[arg(long, default_value_t = 0.3)]
+    pub mfu: f64,
+    /// Measured calibration steps per target after two warm-up steps (0: counts only, no timing).
+    #[arg(long, default_value_t = 2)]
+    pub calibrate_steps: usize,
+    /// Print the estimate as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,12 +16,5 @@ fn main() -> ExitCode {
     };
     // libtorch panics inside a target are caught and recorded; keep their default trace off screen.
     std::panic::set_hook(Box::new(|_| {}));
-    match repro::app::main(cli) {
-        Ok(repro::Outcome::Success) => ExitCode::SUCCESS,
-        Ok(repro::Outcome::Failed) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    repro::Outcome::exit_code(&repro::app::main(cli))
 }

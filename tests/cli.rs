@@ -378,7 +378,7 @@ fn every_method_trains_from_a_suite() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lock = root.join("datasets.lock").display().to_string();
     let suite = root.join("suites/smoke.yaml").display().to_string();
-    let o = sb.repro(&["--lock", &lock, "run", &suite, "--device", "cpu"]);
+    let o = sb.repro_env(&["--lock", &lock, "run", &suite, "--device", "cpu"], SMOKE_KERNELS);
     assert_exit(&o, 0);
     let knn_name = "knn_top1@k20_t0.07_cosine_bankall";
     let read = |id: &str, seed: u64, file: &str| -> serde_json::Value {
@@ -402,6 +402,24 @@ fn every_method_trains_from_a_suite() {
     // The table: mean ± std over n = 3 seeds and a verdict column.
     let out = stdout(&o);
     assert!(out.contains("3/3") && out.contains(" ± ") && out.contains("verdict"), "{out}");
+    // The plots and the LaTeX table beside results.md, which links the plots.
+    let md = std::fs::read_to_string(sb.path("reports/smoke/results.md")).unwrap();
+    for plot in ["accuracy_smoke", "train_smoke_byol"] {
+        assert!(md.contains(&format!("](plots/{plot}.svg)")) && sb.path(&format!("reports/smoke/plots/{plot}.png")).is_file(), "{plot}:\n{md}");
+    }
+    assert!(std::fs::read_to_string(sb.path("reports/smoke/results.tex")).unwrap().contains("\\toprule"));
+    // The gate of this project's CI: the light binary (no libtorch, empty environment) against the
+    // committed baseline, every target covered (README, "CI: gating results").
+    let lite = std::path::Path::new(env!("CARGO_BIN_EXE_repro")).with_file_name("repro-lite");
+    assert!(lite.is_file(), "{} is missing: build the workspace (cargo test --release builds both crates)", lite.display());
+    let g = std::process::Command::new(&lite)
+        .args(["gate", &sb.path("reports/smoke").display().to_string(), "--baseline", &root.join("ci/baseline/smoke").display().to_string(), "--require-baseline", "--tolerance", SMOKE_TOLERANCE])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let gate = format!("{}{}", String::from_utf8_lossy(&g.stdout), String::from_utf8_lossy(&g.stderr));
+    assert!(g.status.success(), "the smoke run regressed against ci/baseline/smoke (made on {}):\n{gate}", baseline_cpu(root));
     // BYOL's EMA target is checkpointed with the online model (safetensors' header names the tensors).
     let ckpt = std::fs::read(sb.path("reports/smoke/byol/seed-0/checkpoint.safetensors")).unwrap();
     let has = |key: &str| ckpt.windows(key.len()).any(|w| w == key.as_bytes());
@@ -423,6 +441,22 @@ fn every_method_trains_from_a_suite() {
         assert!(probes.len() == 2 && probes.iter().any(|k| k.ends_with("_bn_lars0.001_wu1_init0.01")), "{id}: {probes:?}");
         assert!(m["metrics"]["onnx_parity_rel_diff"]["value"].as_f64().unwrap() <= 1e-4, "{id}: {m}");
     }
+}
+
+/// The CPU kernels the smoke suite runs with, on every x86 host: libtorch's AVX2 kernels, oneDNN
+/// capped at AVX2 and MKL's AVX2 code path (conditional numerical reproducibility), so that an
+/// AVX-512 host and an AVX2 one round alike and the run can be gated against one committed
+/// baseline (README, "CI: gating results"). Ignored on other architectures.
+const SMOKE_KERNELS: &[(&str, &str)] = &[("ATEN_CPU_CAPABILITY", "avx2"), ("DNNL_MAX_CPU_ISA", "AVX2"), ("MKL_CBWR", "AVX2")];
+
+/// Allowed drop (points) of the smoke suite below its committed baseline before significance over
+/// the three seeds is tested (README, "CI: gating results").
+const SMOKE_TOLERANCE: &str = "3.0";
+
+/// The CPU the committed smoke baseline was made on (its env.json), for failure messages.
+fn baseline_cpu(root: &std::path::Path) -> String {
+    let env = std::fs::read_to_string(root.join("ci/baseline/smoke/random_init/seed-0/env.json")).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&env).ok().and_then(|v| v["cpu"].as_str().map(str::to_owned)).unwrap_or_else(|| "?".into())
 }
 
 fn json(sb: &Sandbox, path: &str) -> serde_json::Value {
@@ -754,4 +788,48 @@ fn env_and_bench_describe_this_machine() {
     let o = sb.repro(&args);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("--target") && stderr(&o).contains("random_init"), "{}", stderr(&o));
+}
+
+/// `repro plan`: FLOPs from the backbone's MAC count (CIFAR ResNet-18 at 32 px: 555,417,600 MACs,
+/// src/nn/resnet.rs) × 2 views × 6, images per epoch from the lock less the monitor's hold-out,
+/// totals over epochs and seeds; a calibrated estimate measures speed and activations here, and a
+/// batch that cannot fit the GPU class is flagged.
+#[test]
+fn plan_estimates_compute_time_and_memory() {
+    let sb = Sandbox::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = root.join("datasets.lock").display().to_string();
+    let suite = root.join("suites/cifar10.yaml").display().to_string();
+    let o = sb.repro(&["--lock", &lock, "plan", &suite, "--target", "simclr", "--target", "random_init", "--calibrate-steps", "0", "--device", "cpu", "--json"]);
+    assert_exit(&o, 0);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &e["targets"][0];
+    let gflop = 6.0 * 2.0 * 555_417_600.0 / 1e9;
+    assert!((t["train_gflop_per_image"].as_f64().unwrap() - gflop).abs() < 1e-9, "{t}");
+    assert_eq!(t["images_per_epoch"], 49_000);
+    let epochs = t["epochs"].as_f64().unwrap();
+    let pflop = gflop * 49_000.0 * epochs / 1e6;
+    assert!((t["total_pflop"].as_f64().unwrap() - pflop).abs() < 1e-6 * pflop, "{t}");
+    let h100 = pflop * 1e15 / (989.4e12 * 0.3) / 3600.0;
+    assert!((t["gpu_hours"].as_f64().unwrap() - h100).abs() < 1e-9 * h100, "{t}");
+    assert_eq!(e["targets"][1]["total_pflop"], 0.0, "the floor does not train");
+    assert!((e["total_pflop"].as_f64().unwrap() - pflop).abs() < 1e-6 * pflop);
+
+    // Calibrated on the quick-start target: a measured speed and activation size.
+    let quick = root.join("suites/quickstart.yaml").display().to_string();
+    let o = sb.repro(&["--lock", &lock, "plan", &quick, "--target", "corinfomax", "--calibrate-steps", "1", "--device", "cpu", "--json"]);
+    assert_exit(&o, 0);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = &e["targets"][0];
+    assert!(t["measured_images_per_s"].as_f64().unwrap() > 0.0 && t["here_hours"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["activation_bytes_per_image"].as_f64().unwrap() > 0.0 && t["flags"].as_array().unwrap().is_empty(), "{t}");
+    // The same at a batch of 2^22 does not fit an L4 (24 GiB): flagged, and the table says so.
+    let o = sb.repro(&["--lock", &lock, "plan", &quick, "--target", "corinfomax", "--calibrate-steps", "1", "--device", "cpu", "--gpu", "L4", "--set", "train.batch_size=4194304"]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("on the GPU (24 GiB there): lower train.batch_size") && out.contains("L4 @ 30% MFU") && out.contains("│ total"), "{out}");
+    // Bad options are usage errors.
+    let o = sb.repro(&["--lock", &lock, "plan", &quick, "--gpu", "TPUv9", "--calibrate-steps", "0"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("unknown GPU class") && stderr(&o).contains("H100"), "{}", stderr(&o));
 }

@@ -901,6 +901,8 @@ mod tests {
             image_size: 28,
             mean: vec![0.286],
             std: vec![0.353],
+            train_images: None,
+            unlabeled_images: None,
             layout: Default::default(),
             instructions: Some("Debian/Ubuntu: apt-get install dataset-fashion-mnist".into()),
             files,

@@ -10,11 +10,13 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod imagenet;
-pub mod lock;
 pub mod resize;
 pub mod stl10;
 
 use std::path::{Path, PathBuf};
+
+pub use repro_lite::lock;
+pub use repro_lite::lock::{has_unlabeled, DatasetInfo};
 
 use anyhow::{bail, Context, Result};
 use lock::{DatasetEntry, Format, LabelSet};
@@ -101,23 +103,6 @@ pub struct Splits {
     pub test: ImageSet,
     /// Images without labels for pre-training (STL-10's 100k), when asked for and the dataset has them.
     pub unlabeled: Option<ImageSet>,
-}
-
-/// The facts about a dataset that training, export and evaluation need; from its lock entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DatasetInfo {
-    pub name: String,
-    pub classes: usize,
-    pub channels: usize,
-    pub image_size: usize,
-    /// Per-channel normalisation of pixel/255.
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
-
-/// Whether the format has an unlabeled split (suites may pre-train on it).
-pub fn has_unlabeled(format: Format) -> bool {
-    format == Format::Stl10Bin
 }
 
 /// Where a dataset's raw data comes from.

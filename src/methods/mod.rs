@@ -136,7 +136,7 @@ macro_rules! dispatch {
     };
 }
 
-crate::for_each_method!(dispatch);
+repro_lite::for_each_method!(dispatch);
 
 /// The defaults with `--set key=value` applied, checked by their type (unknown keys refused).
 fn loss_args<A: Default + Serialize + DeserializeOwned>(name: &str, set: &[String]) -> Result<A> {

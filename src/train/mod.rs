@@ -20,18 +20,7 @@ use crate::methods::Model;
 use crate::plan::Target;
 use crate::util;
 
-/// One line of `train_log.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub loss: f64,
-    pub terms: std::collections::BTreeMap<String, f64>,
-    pub lr: f64,
-    pub images_per_s: f64,
-    /// k-NN top-1 (%) of held-out training images against a bank of training images.
-    pub monitor_knn_top1: Option<f64>,
-    pub epoch_s: f64,
-}
+pub use crate::results::EpochLog;
 
 /// What training produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]

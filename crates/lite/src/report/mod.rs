@@ -5,6 +5,7 @@
 //! Footnotes name every protocol and source. Exporters: terminal and Markdown (the table), CSV (one
 //! line per run and metric, every seed's value), JSON (rows with per-seed values, runs, problems).
 
+pub mod grid;
 pub mod plot;
 
 use anyhow::Result;
@@ -23,6 +24,15 @@ pub enum Format {
     Md,
     Csv,
     Json,
+    /// A booktabs table (always the grid).
+    Latex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Auto,
+    Targets,
+    Grid,
 }
 
 /// One table row: a target's runs over its seeds.
@@ -219,9 +229,8 @@ fn cells(rows: &[Row], sep: &str) -> (Vec<Cells>, Vec<String>) {
     (cells, notes)
 }
 
-/// One table per sweep: a row per point, the swept values as its first columns (in the suite's
-/// order), then the numbers of the main table.
-fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
+/// The rows of each sweep (its id, its points), in order of first appearance.
+pub fn sweep_groups(rows: &[Row]) -> Vec<(&str, Vec<&Row>)> {
     let mut sweeps: Vec<(&str, Vec<&Row>)> = Vec::new();
     for r in rows {
         if let Some(p) = &r.sweep {
@@ -232,6 +241,12 @@ fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
         }
     }
     sweeps
+}
+
+/// One table per sweep: a row per point, the swept values as its first columns (in the suite's
+/// order), then the numbers of the main table.
+fn sweep_tables(rows: &[Row], md: bool) -> Vec<String> {
+    sweep_groups(rows)
         .into_iter()
         .map(|(of, points)| {
             let keys: Vec<String> = points.iter().flat_map(|r| r.sweep.iter().flat_map(|p| p.values.iter().map(|v| v.0.clone()))).fold(Vec::new(), |mut k, x| {
@@ -375,6 +390,69 @@ fn kind_word(k: MetricKind) -> &'static str {
     }
 }
 
+/// `report DIR...`: the tables (and, with `--out`, the plots) of one or several results folders,
+/// rendered from their stored JSON.
+pub fn command(a: &crate::cli::ReportArgs) -> Result<crate::Outcome> {
+    let suites = results::load_results(&a.dirs)?;
+    for (_, records) in &suites {
+        for p in &records.problems {
+            eprintln!("warning: {p}");
+        }
+    }
+    let build = BuildInfo::current();
+    let runs: Vec<(String, Vec<StoredRun>)> = suites.into_iter().map(|(s, r)| (s, r.runs)).collect();
+    let mut text = report(&runs, &build, a)?;
+    if let Some(file) = &a.out {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let plots = plot::write_all(&runs, &build, &dir.join("plots"))?;
+        if a.format == Format::Md {
+            text += &plot::links(&plots, "plots/");
+        }
+        crate::util::write_atomic(file, text.as_bytes())?;
+        eprintln!("report written to {} and {} plot(s) to {}/plots/ (SVG and PNG)", file.display(), plots.len(), dir.display());
+    } else {
+        println!("{text}");
+    }
+    Ok(crate::Outcome::Success)
+}
+
+/// The report of several suites' runs under the arguments' layout and format.
+pub fn report(suites: &[(String, Vec<StoredRun>)], build: &BuildInfo, a: &crate::cli::ReportArgs) -> Result<String> {
+    let rows: Vec<(&str, Vec<Row>)> = suites.iter().map(|(s, runs)| (s.as_str(), rows(runs, build))).collect();
+    let entries: Vec<grid::Entry> = rows.iter().flat_map(|(s, rs)| rs.iter().map(move |r| grid::Entry { suite: s, row: r })).collect();
+    let use_grid = match a.layout {
+        Layout::Grid => true,
+        Layout::Targets => a.format == Format::Latex,
+        Layout::Auto => a.format == Format::Latex || (!entries.is_empty() && grid::spans_datasets(&entries)),
+    };
+    if use_grid {
+        let g = grid::build(&entries, a.columns, a.rows, a.metric);
+        return Ok(match a.format {
+            Format::Terminal => g.text(false),
+            Format::Md => g.text(true),
+            Format::Csv => g.csv()?,
+            Format::Json => serde_json::to_string_pretty(&g)?,
+            Format::Latex => g.latex(),
+        });
+    }
+    let mut parts = Vec::new();
+    for (i, (suite, runs)) in suites.iter().enumerate() {
+        let mut one = render(runs, &[], build, a.format)?;
+        match a.format {
+            Format::Csv if i > 0 => one = one.split_once('\n').map(|x| x.1.to_owned()).unwrap_or_default(),
+            Format::Terminal if suites.len() > 1 => one = format!("suite {suite}\n{one}"),
+            Format::Md if suites.len() > 1 => one = format!("## {suite}\n\n{one}"),
+            _ => {}
+        }
+        parts.push(one);
+    }
+    Ok(match a.format {
+        Format::Json if parts.len() > 1 => format!("[{}]", parts.join(",\n")),
+        Format::Csv => parts.concat(),
+        _ => parts.join("\n"),
+    })
+}
+
 /// Renders the runs in one format; `problems` (folders not read) go into the JSON too.
 pub fn render(runs: &[StoredRun], problems: &[RecordProblem], build: &BuildInfo, format: Format) -> Result<String> {
     let rows = rows(runs, build);
@@ -413,6 +491,10 @@ pub fn render(runs: &[StoredRun], problems: &[RecordProblem], build: &BuildInfo,
             String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)?
         }
         Format::Json => serde_json::to_string_pretty(&serde_json::json!({ "rows": rows, "runs": run_lines(runs, build), "problems": problems }))?,
+        Format::Latex => {
+            let entries: Vec<grid::Entry> = rows.iter().map(|r| grid::Entry { suite: "", row: r }).collect();
+            grid::build(&entries, grid::Columns::Auto, grid::Rows::Method, grid::MetricChoice::Paper).latex()
+        }
     })
 }
 

@@ -5,8 +5,6 @@
 //! unverified numbers, the per-epoch monitor k-NN, speed and parity are reported, never gated. Runs
 //! made by another build are flagged.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use crate::results::{self, BuildInfo, MetricKind, SuiteRecords};
@@ -38,7 +36,10 @@ pub fn parse_tolerance(s: &str) -> std::result::Result<f64, String> {
 }
 
 /// Every verdict for a results folder, optionally against a baseline folder.
-pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, tolerance: f64, build: &BuildInfo) -> Vec<Line> {
+///
+/// With `require_baseline`, a target the baseline lacks (or holds only in another configuration)
+/// fails instead of being noted, so a committed baseline cannot silently stop covering a suite.
+pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, tolerance: f64, require_baseline: bool, build: &BuildInfo) -> Vec<Line> {
     let mut out = Vec::new();
     for p in &current.problems {
         out.push(Line::Fail(format!("{p} (`repro run --move-aside` moves it out of the way)")));
@@ -73,18 +74,21 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
         }
         let Some(base_groups) = &base_groups else { continue };
         let Some(base) = base_groups.iter().find(|b| b.config_key == g.config_key) else {
-            out.push(Line::Info(match base_groups.iter().find(|b| b.id == g.id) {
-                Some(b) => format!("{}: the baseline's {} has another configuration ({} vs {}): not compared", g.id, b.id, results::short(&b.config_key), results::short(&g.config_key)),
+            let why = match base_groups.iter().find(|b| b.id == g.id) {
+                Some(b) => {
+                    format!("{}: the baseline's {} has another configuration ({} vs {}): not compared", g.id, b.id, results::short(&b.config_key), results::short(&g.config_key))
+                }
                 None => format!("{}: not in the baseline: not compared", g.id),
-            }));
+            };
+            out.push(if require_baseline {
+                Line::Fail(format!("{why} (--require-baseline: refresh the baseline folder from a run of this configuration)"))
+            } else {
+                Line::Info(why)
+            });
             continue;
         };
-        let eval_metrics: std::collections::BTreeSet<&String> = base
-            .runs
-            .iter()
-            .filter_map(|r| r.metrics.as_ref())
-            .flat_map(|m| m.metrics.iter().filter(|(_, v)| v.kind == MetricKind::Eval).map(|(k, _)| k))
-            .collect();
+        let eval_metrics: std::collections::BTreeSet<&String> =
+            base.runs.iter().filter_map(|r| r.metrics.as_ref()).flat_map(|m| m.metrics.iter().filter(|(_, v)| v.kind == MetricKind::Eval).map(|(k, _)| k)).collect();
         for name in eval_metrics {
             let (Some(cur), Some(bas)) = (Summary::new(g.values(name)), Summary::new(base.values(name))) else { continue };
             let higher = base.runs.iter().find_map(|r| r.value(name)).is_none_or(|m| m.higher_is_better);
@@ -96,11 +100,16 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
     out
 }
 
-pub fn run(dir: &Path, baseline: Option<&Path>, tolerance: f64) -> Result<Outcome> {
-    let current = results::load_suite_dir(dir)?;
-    let base = baseline.map(results::load_suite_dir).transpose()?;
+/// `gate DIR [--baseline DIR]`: prints every verdict; exit 1 on any failure.
+pub fn command(a: &crate::cli::GateArgs) -> Result<Outcome> {
+    let tolerance = a.tolerance;
+    if a.require_baseline && a.baseline.is_none() {
+        anyhow::bail!("--require-baseline needs --baseline DIR (the results folder to compare against)");
+    }
+    let current = results::load_suite_dir(&a.dir)?;
+    let base = a.baseline.as_deref().map(results::load_suite_dir).transpose()?;
     let build = BuildInfo::current();
-    let lines = verdicts(&current, base.as_ref(), tolerance, &build);
+    let lines = verdicts(&current, base.as_ref(), tolerance, a.require_baseline, &build);
     let mut failures = 0;
     let checks = lines.iter().filter(|l| !matches!(l, Line::Stale(_))).count();
     for l in &lines {
@@ -137,18 +146,18 @@ mod tests {
         let build = testing::build();
         let base = records(floor_and_method(&[(0, 60.0, 85.0), (1, 60.0, 85.2), (2, 60.0, 84.9)]));
         // A rerun with the same numbers passes every check.
-        let l = verdicts(&base, Some(&base), 1.0, &build);
+        let l = verdicts(&base, Some(&base), 1.0, false, &build);
         assert!(fails(&l).is_empty() && l.iter().filter(|x| matches!(x, Line::Pass(_))).count() == 4, "{l:?}");
         // A clear drop of the method's k-NN (and linear) fails, naming the target and metric.
         let dropped = records(floor_and_method(&[(0, 60.0, 80.0), (1, 60.0, 80.3), (2, 60.0, 79.8)]));
-        let l = verdicts(&dropped, Some(&base), 1.0, &build);
+        let l = verdicts(&dropped, Some(&base), 1.0, false, &build);
         let f = fails(&l);
         assert_eq!(f.len(), 2, "{l:?}");
         assert!(f[0].starts_with("m: knn_top1@") && f[0].contains("drop 5.00 > tolerance 1") && f[0].contains("Welch p ="), "{}", f[0]);
         // The same mean drop with seed noise that explains it passes.
         let noisy = records(floor_and_method(&[(0, 60.0, 78.0), (1, 60.0, 86.0), (2, 60.0, 82.0)]));
         let noisy_base = records(floor_and_method(&[(0, 60.0, 88.0), (1, 60.0, 80.0), (2, 60.0, 84.5)]));
-        assert!(fails(&verdicts(&noisy, Some(&noisy_base), 1.0, &build)).is_empty());
+        assert!(fails(&verdicts(&noisy, Some(&noisy_base), 1.0, false, &build)).is_empty());
     }
 
     #[test]
@@ -163,7 +172,7 @@ mod tests {
                 }
             }
         }
-        let l = verdicts(&records(slow), Some(&base), 1.0, &build);
+        let l = verdicts(&records(slow), Some(&base), 1.0, false, &build);
         assert!(fails(&l).is_empty(), "{l:?}");
         assert!(!l.iter().any(|x| format!("{x:?}").contains("monitor") || format!("{x:?}").contains("images_per_s")), "{l:?}");
     }
@@ -179,17 +188,17 @@ mod tests {
             records(vec![run(&t[0], 0, 0, 60.0, 55.0), run(&t[1], 1, 0, knn_v, knn_v - 5.0)])
         };
         let verified = format!("{{metric: \"{knn}\", value: 90.0, tolerance: 1.0, source: paper, status: verified}}");
-        assert!(fails(&verdicts(&with(&verified, 89.5), None, 1.0, &build)).is_empty());
-        let f = verdicts(&with(&verified, 85.0), None, 1.0, &build);
+        assert!(fails(&verdicts(&with(&verified, 89.5), None, 1.0, false, &build)).is_empty());
+        let f = verdicts(&with(&verified, 85.0), None, 1.0, false, &build);
         assert!(fails(&f)[0].contains("85.00 vs 90 ± 1: below (n = 1)"), "{f:?}");
         // A verified metric the runs did not produce fails; an unverified one is reported only.
         let mut missing = with(&verified, 90.0);
         missing.runs[1].metrics.as_mut().unwrap().metrics.remove(&knn);
-        assert!(fails(&verdicts(&missing, None, 1.0, &build))[0].contains("missing"));
+        assert!(fails(&verdicts(&missing, None, 1.0, false, &build))[0].contains("missing"));
         let unverified = format!("{{metric: \"{lin}\", value: 90.0, tolerance: 1.0, source: recalled, status: unverified}}");
         let mut missing = with(&unverified, 50.0);
         missing.runs[1].metrics.as_mut().unwrap().metrics.remove(&lin);
-        let l = verdicts(&missing, None, 1.0, &build);
+        let l = verdicts(&missing, None, 1.0, false, &build);
         assert!(fails(&l).is_empty() && l.iter().any(|x| matches!(x, Line::Info(s) if s.contains("missing") && s.contains("not gated"))), "{l:?}");
     }
 
@@ -200,7 +209,7 @@ mod tests {
         runs[1].env.as_mut().unwrap().machine.git_commit = Some("0123456789".into());
         let mut rec = records(runs);
         rec.problems.push(RecordProblem { path: "/r/t/x".into(), kind: ProblemKind::Older, message: "config.json has schema version 1".into() });
-        let l = verdicts(&rec, None, 1.0, &build);
+        let l = verdicts(&rec, None, 1.0, false, &build);
         assert!(l.iter().any(|x| matches!(x, Line::Stale(s) if s == "m: made by 0123456, this build is feedfac")), "{l:?}");
         assert!(fails(&l)[0].contains("/r/t/x: older record"), "{l:?}");
     }
@@ -211,9 +220,15 @@ mod tests {
         let base = records(floor_and_method(&[(0, 60.0, 85.0)]));
         let mut other = floor_and_method(&[(0, 60.0, 70.0)]);
         other[1].config.keys.config = "another-configuration".into();
-        let l = verdicts(&records(other), Some(&base), 1.0, &build);
+        let l = verdicts(&records(other), Some(&base), 1.0, false, &build);
         assert!(fails(&l).is_empty(), "{l:?}");
         assert!(l.iter().any(|x| matches!(x, Line::Info(s) if s.contains("has another configuration"))), "{l:?}");
+        // Required, the uncovered target fails (and only it).
+        let mut other = floor_and_method(&[(0, 60.0, 70.0)]);
+        other[1].config.keys.config = "another-configuration".into();
+        let l = verdicts(&records(other), Some(&base), 1.0, true, &build);
+        let f = fails(&l);
+        assert!(f.len() == 1 && f[0].contains("has another configuration") && f[0].contains("--require-baseline"), "{l:?}");
     }
 
     #[test]

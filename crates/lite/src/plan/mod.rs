@@ -19,6 +19,13 @@ pub struct Plan {
     pub targets: Vec<Target>,
 }
 
+impl Plan {
+    /// The target ids, comma-separated, for messages.
+    pub fn target_ids(&self) -> String {
+        self.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// A fully specified reproduction target; no field is left to a library default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
@@ -142,11 +149,9 @@ impl Backbone {
     /// Short label for tables and logs, e.g. `resnet18 w8`, `resnet50 w64 in-stem`, `amdim w32 r256 d3`.
     pub fn label(&self) -> String {
         match self {
-            Backbone::Resnet18 { width, stem, .. } | Backbone::Resnet50 { width, stem, .. } => format!(
-                "resnet{} w{width}{}",
-                if matches!(self, Backbone::Resnet18 { .. }) { 18 } else { 50 },
-                if *stem == ResnetStem::Imagenet { " in-stem" } else { "" }
-            ),
+            Backbone::Resnet18 { width, stem, .. } | Backbone::Resnet50 { width, stem, .. } => {
+                format!("resnet{} w{width}{}", if matches!(self, Backbone::Resnet18 { .. }) { 18 } else { 50 }, if *stem == ResnetStem::Imagenet { " in-stem" } else { "" })
+            }
             Backbone::Amdim { width, n_rkhs, n_depth, .. } => format!("amdim w{width} r{n_rkhs} d{n_depth}"),
             Backbone::Vit { size, depth, patch_size, pool } => format!(
                 "vit-{}{} p{patch_size} {}",
@@ -745,10 +750,7 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
             Some("linear") => LrRule::Linear,
             Some("sqrt") => LrRule::Sqrt,
             other => {
-                p.push(
-                    &at("train.lr_scaling.rule"),
-                    format!("expected linear (lr · batch / reference), sqrt (lr · √(batch / reference)) or none (lr as given), found {other:?}"),
-                );
+                p.push(&at("train.lr_scaling.rule"), format!("expected linear (lr · batch / reference), sqrt (lr · √(batch / reference)) or none (lr as given), found {other:?}"));
                 LrRule::Linear
             }
         };
@@ -1158,7 +1160,7 @@ mod tests {
     /// CorInfoMax's batch 1024, and AMDIM switching the scaling off with `rule: none`.
     #[test]
     fn imagenette_scales_the_resnet_rate_and_not_amdims() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/imagenette.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../suites/imagenette.yaml");
         let plan = build(&suite::load(&path, &[]).unwrap()).unwrap();
         let get = |id: &str| plan.targets.iter().find(|t| t.id == id).unwrap();
         let c = get("corinfomax");

@@ -165,8 +165,7 @@ pub struct FailureRecord {
 }
 
 /// The files a run writes in its folder.
-pub const RUN_FILES: [&str; 8] =
-    ["config.json", "metrics.json", "env.json", "failure.json", "train_log.jsonl", "encoder.onnx", "checkpoint.json", "checkpoint.safetensors"];
+pub const RUN_FILES: [&str; 8] = ["config.json", "metrics.json", "env.json", "failure.json", "train_log.jsonl", "encoder.onnx", "checkpoint.json", "checkpoint.safetensors"];
 
 /// One run's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,7 +212,9 @@ impl RunDir {
         let metrics: Option<MetricsRecord> = read_opt(&self.path("metrics.json")).map_err(|(kind, m)| problem(kind, m))?;
         let env: Option<EnvRecord> = read_opt(&self.path("env.json")).map_err(|(kind, m)| problem(kind, m))?;
         let failure: Option<FailureRecord> = read_opt(&self.path("failure.json")).map_err(|(kind, m)| problem(kind, m))?;
-        for (file, k) in [("metrics.json", metrics.as_ref().map(|m| &m.run_key)), ("env.json", env.as_ref().map(|e| &e.run_key)), ("failure.json", failure.as_ref().map(|f| &f.run_key))] {
+        for (file, k) in
+            [("metrics.json", metrics.as_ref().map(|m| &m.run_key)), ("env.json", env.as_ref().map(|e| &e.run_key)), ("failure.json", failure.as_ref().map(|f| &f.run_key))]
+        {
             if let Some(k) = k.filter(|k| *k != key) {
                 return Err(problem(ProblemKind::Foreign, format!("{file} belongs to run {} but config.json to run {}", short(k), short(key))));
             }
@@ -327,6 +328,19 @@ fn read_opt<T: serde::de::DeserializeOwned>(path: &Path) -> std::result::Result<
     }
 }
 
+/// One line of `train_log.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub terms: std::collections::BTreeMap<String, f64>,
+    pub lr: f64,
+    pub images_per_s: f64,
+    /// k-NN top-1 (%) of held-out training images against a bank of training images.
+    pub monitor_knn_top1: Option<f64>,
+    pub epoch_s: f64,
+}
+
 /// A run as read back from disk.
 #[derive(Debug, Clone)]
 pub struct StoredRun {
@@ -392,11 +406,46 @@ pub fn load_suite_dir(dir: &Path) -> Result<SuiteRecords> {
     Ok(out)
 }
 
+/// Whether `dir` is a suite's results folder: some subfolder holds a `config.json`, directly or in
+/// a `seed-<N>/` folder.
+fn is_suite_dir(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    sorted_subdirs(entries).iter().any(|t| {
+        t.join("config.json").is_file()
+            || std::fs::read_dir(t)
+                .map(sorted_subdirs)
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("seed-")) && s.join("config.json").is_file())
+    })
+}
+
+/// The suites under each of `dirs`: a suite's folder (`reports/<suite>`) is itself, a root
+/// (`reports/`) is every suite folder in it; (suite name, its records), in the order given.
+pub fn load_results(dirs: &[PathBuf]) -> Result<Vec<(String, SuiteRecords)>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let suites = if is_suite_dir(d) {
+            vec![d.clone()]
+        } else {
+            let entries = std::fs::read_dir(d).with_context(|| format!("cannot read results folder {}", d.display()))?;
+            let found: Vec<PathBuf> = sorted_subdirs(entries).into_iter().filter(|s| is_suite_dir(s)).collect();
+            if found.is_empty() {
+                anyhow::bail!("{} holds no run records: expected a suite's folder (reports/<suite>, with <target>/config.json) or a folder of them (reports/)", d.display());
+            }
+            found
+        };
+        for s in suites {
+            let name = s.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            out.push((name, load_suite_dir(&s)?));
+        }
+    }
+    Ok(out)
+}
+
 fn sorted_subdirs(entries: std::fs::ReadDir) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))).collect();
     paths.sort();
     paths
 }
@@ -454,8 +503,7 @@ mod tests {
         write("f/notes.txt", "not a run");
         let r = load_suite_dir(d.path()).unwrap();
         assert!(r.runs.is_empty());
-        let kinds: Vec<(String, ProblemKind)> =
-            r.problems.iter().map(|p| (p.path.file_name().unwrap().to_string_lossy().into_owned(), p.kind)).collect();
+        let kinds: Vec<(String, ProblemKind)> = r.problems.iter().map(|p| (p.path.file_name().unwrap().to_string_lossy().into_owned(), p.kind)).collect();
         assert_eq!(
             kinds,
             [("a", ProblemKind::Unreadable), ("b", ProblemKind::Older), ("c", ProblemKind::Newer), ("d", ProblemKind::Foreign), ("e", ProblemKind::Foreign)]

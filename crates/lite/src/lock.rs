@@ -8,7 +8,7 @@
 //! published), optionally the size and sha256 of its gunzipped member (so a mirror's re-compressed
 //! copy, e.g. Debian's, is accepted), and an ordered list of sources (`http://`, `https://`,
 //! `file://`; none for manual-only data). [`Lock::load`] parses with unknown keys rejected and
-//! validates every entry; nothing here touches the network or the cache (that is `crate::data::fetch`).
+//! validates every entry; nothing here touches the network or the cache (that is the main crate's `data::fetch`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,12 +49,35 @@ pub struct DatasetEntry {
     /// The format's options (split folders, resizing, label set, class list).
     #[serde(default, skip_serializing_if = "Layout::is_empty")]
     pub layout: Layout,
+    /// Images in the labelled training split (and in the unlabeled split), as published: what
+    /// `repro plan` counts per epoch before the data is fetched. Not part of the content hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_images: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlabeled_images: Option<usize>,
     /// For data that cannot be downloaded: where the user puts it. Printed by `repro fetch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// May be empty only for formats that can read an extracted folder tree instead.
     #[serde(default)]
     pub files: Vec<FileEntry>,
+}
+
+/// The facts about a dataset that training, export and evaluation need; from its lock entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub classes: usize,
+    pub channels: usize,
+    pub image_size: usize,
+    /// Per-channel normalisation of pixel/255.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// Whether the format has an unlabeled split (suites may pre-train on it).
+pub fn has_unlabeled(format: Format) -> bool {
+    format == Format::Stl10Bin
 }
 
 /// The dataset formats this build decodes (`format:` in the lock).
@@ -182,11 +205,8 @@ impl DatasetEntry {
     /// file's pinned size and hashes (not the description, licence, instructions or sources, which
     /// can change without changing the data). Run keys include it.
     pub fn content_hash(&self) -> String {
-        let files: Vec<serde_json::Value> = self
-            .files
-            .iter()
-            .map(|f| serde_json::json!({ "name": f.name, "size": f.size, "sha256": f.sha256, "md5": f.md5, "decompressed": f.decompressed }))
-            .collect();
+        let files: Vec<serde_json::Value> =
+            self.files.iter().map(|f| serde_json::json!({ "name": f.name, "size": f.size, "sha256": f.sha256, "md5": f.md5, "decompressed": f.decompressed })).collect();
         let v = serde_json::json!({
             "format": self.format, "classes": self.classes, "image_size": self.image_size,
             "mean": self.mean, "std": self.std, "layout": self.layout, "files": files,
@@ -198,12 +218,8 @@ impl DatasetEntry {
 impl Lock {
     /// Reads, parses and validates a lock file.
     pub fn load(path: &Path) -> Result<Lock> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read the lock file {}; expected a datasets.lock (YAML); pass another one with --lock FILE",
-                path.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the lock file {}; expected a datasets.lock (YAML); pass another one with --lock FILE", path.display()))?;
         Lock::parse(&text, path)
     }
 
@@ -228,25 +244,14 @@ impl Lock {
     pub fn get(&self, name: &str) -> Result<&DatasetEntry> {
         match self.datasets.get(name) {
             Some(entry) => Ok(entry),
-            None => bail!(
-                "dataset {name:?} is not in {}; it has: {}. Check the spelling, or add a `{name}:` entry under `datasets:`",
-                self.origin(),
-                self.known_names()
-            ),
+            None => bail!("dataset {name:?} is not in {}; it has: {}. Check the spelling, or add a `{name}:` entry under `datasets:`", self.origin(), self.known_names()),
         }
     }
 
     /// The decode facts of dataset `name`.
-    pub fn info(&self, name: &str) -> Result<crate::data::DatasetInfo> {
+    pub fn info(&self, name: &str) -> Result<DatasetInfo> {
         let e = self.get(name)?;
-        Ok(crate::data::DatasetInfo {
-            name: name.to_owned(),
-            classes: e.classes,
-            channels: e.mean.len(),
-            image_size: e.image_size,
-            mean: e.mean.clone(),
-            std: e.std.clone(),
-        })
+        Ok(DatasetInfo { name: name.to_owned(), classes: e.classes, channels: e.mean.len(), image_size: e.image_size, mean: e.mean.clone(), std: e.std.clone() })
     }
 
     /// Where a path named in the lock points: absolute as is, else relative to the lock's folder.
@@ -261,17 +266,10 @@ impl Lock {
     /// Reads a file shipped next to the lock and checks it against its pinned sha256.
     pub fn read_pinned(&self, pin: &PinnedFile) -> Result<String> {
         let path = self.resolve(&pin.file);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!("cannot read {} (named in {}); it ships with repro next to datasets.lock", path.display(), self.origin())
-        })?;
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {} (named in {}); it ships with repro next to datasets.lock", path.display(), self.origin()))?;
         let found = crate::util::sha256_hex(&bytes);
         if found != pin.sha256 {
-            bail!(
-                "{}: expected sha256 {} (pinned in {}), found {found}; restore the file from the repository",
-                path.display(),
-                pin.sha256,
-                self.origin()
-            );
+            bail!("{}: expected sha256 {} (pinned in {}), found {found}; restore the file from the repository", path.display(), pin.sha256, self.origin());
         }
         String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
     }
@@ -298,10 +296,7 @@ impl Lock {
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.version != LOCK_VERSION {
-            p.push(format!(
-                "version: expected {LOCK_VERSION}, found {}; this build of repro reads lock format {LOCK_VERSION} only",
-                self.version
-            ));
+            p.push(format!("version: expected {LOCK_VERSION}, found {}; this build of repro reads lock format {LOCK_VERSION} only", self.version));
         }
         for (ds, entry) in &self.datasets {
             let at = format!("datasets.{ds}");
@@ -351,11 +346,7 @@ fn entry_problems(e: &DatasetEntry, at: &str, p: &mut Vec<String>) {
         p.push(format!("{at}.image_size: expected at least 1 pixel, found 0"));
     }
     if !matches!(e.mean.len(), 1 | 3) || e.std.len() != e.mean.len() {
-        p.push(format!(
-            "{at}.mean/std: expected one value per channel (1 or 3) in both, found {} and {}",
-            e.mean.len(),
-            e.std.len()
-        ));
+        p.push(format!("{at}.mean/std: expected one value per channel (1 or 3) in both, found {} and {}", e.mean.len(), e.std.len()));
     }
     if let Some(bad) = e.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
         p.push(format!("{at}.std: expected positive values, found {bad}"));
@@ -386,12 +377,7 @@ fn entry_problems(e: &DatasetEntry, at: &str, p: &mut Vec<String>) {
     }
     let required: &[(&str, bool)] = match e.format {
         Format::ImageFolder => &[("train", l.train.is_some()), ("test", l.test.is_some())],
-        Format::ImagenetSubset => &[
-            ("train", l.train.is_some()),
-            ("test", l.test.is_some()),
-            ("class_list", l.class_list.is_some()),
-            ("val_labels", l.val_labels.is_some()),
-        ],
+        Format::ImagenetSubset => &[("train", l.train.is_some()), ("test", l.test.is_some()), ("class_list", l.class_list.is_some()), ("val_labels", l.val_labels.is_some())],
         _ => &[],
     };
     for (key, here) in required {
@@ -430,7 +416,7 @@ fn parse_error(e: &serde_yaml::Error, origin: &Path) -> anyhow::Error {
     };
     anyhow::anyhow!(
         "{}: {at}{msg}\nexpected `version: 2` and `datasets: {{NAME: {{description, homepage, license, format, \
-         classes, image_size, mean, std, layout?, instructions?, files: [{{name, size, sha256 (or md5), md5?, \
+         classes, image_size, mean, std, train_images?, unlabeled_images?, layout?, instructions?, files: [{{name, size, sha256 (or md5), md5?, \
          decompressed?: {{size, sha256}}, sources}}]}}}}`; fix that key or value",
         origin.display()
     )
@@ -456,8 +442,7 @@ fn check_component(name: &str) -> std::result::Result<(), String> {
 fn check_hex(problems: &mut Vec<String>, at: &str, value: &str, len: usize) {
     let ok = value.len() == len && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !ok {
-        problems
-            .push(format!("{at}: expected {len} lowercase hex digits, found {value:?} ({} characters)", value.len()));
+        problems.push(format!("{at}: expected {len} lowercase hex digits, found {value:?} ({} characters)", value.len()));
     }
 }
 
@@ -506,7 +491,7 @@ mod tests {
     use super::*;
 
     fn real_lock_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets.lock")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.lock")
     }
 
     const GOOD: &str = r#"
@@ -542,26 +527,12 @@ datasets:
         assert_eq!(fm.format, Format::Idx);
         assert_eq!(lock.info("fashion_mnist").unwrap().channels, 1);
         let names: Vec<&str> = fm.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "train-images-idx3-ubyte.gz",
-                "train-labels-idx1-ubyte.gz",
-                "t10k-images-idx3-ubyte.gz",
-                "t10k-labels-idx1-ubyte.gz"
-            ]
-        );
+        assert_eq!(names, ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]);
         let ti = &fm.files[0];
         assert_eq!(ti.size, 26421880);
         assert_eq!(ti.sha256.as_deref(), Some("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"));
         assert_eq!(ti.md5.as_deref(), Some("8d4fb7e6c68d591d4c3dfef9ec88bf0d"));
-        assert_eq!(
-            ti.decompressed,
-            Some(Member {
-                size: 47040016,
-                sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888".into()
-            })
-        );
+        assert_eq!(ti.decompressed, Some(Member { size: 47040016, sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888".into() }));
         for f in &fm.files {
             assert_eq!(f.sources.len(), 2, "{}", f.name);
             // Debian's package first (no network attempt where it is installed), then upstream.
@@ -604,10 +575,7 @@ datasets:
         let text = GOOD
             .replace("version: 2", "version: 1")
             .replace("name: a.gz", "name: ../a.gz")
-            .replace(
-                "sha256: 0000000000000000000000000000000000000000000000000000000000000000",
-                "sha256: ABCD\n        md5: xyz",
-            )
+            .replace("sha256: 0000000000000000000000000000000000000000000000000000000000000000", "sha256: ABCD\n        md5: xyz")
             .replace("https://example.org/a.gz", "ftp://example.org/a.gz\n          - file://relative/a.gz");
         let e = err(&text);
         for needle in [
@@ -625,7 +593,8 @@ datasets:
         assert!(err(&upper).contains("lowercase hex"));
         let slash = GOOD.replace("  toy:", "  a/b:");
         assert!(err(&slash).contains("datasets.a/b: the dataset name"));
-        let dup = GOOD.replace("    files:\n", "    files:\n      - name: a.gz\n        size: 1\n        sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
+        let dup =
+            GOOD.replace("    files:\n", "    files:\n      - name: a.gz\n        size: 1\n        sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
         assert!(err(&dup).contains("datasets.toy.files[1].name: \"a.gz\" appears twice"));
     }
 

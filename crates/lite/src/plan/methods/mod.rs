@@ -227,7 +227,7 @@ mod tests {
     /// The README's method table is this registry's (`repro methods` prints it).
     #[test]
     fn readme_lists_the_registry() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../../README.md");
         let table = markdown_table();
         assert!(readme.contains(&table), "README.md's method table differs from `repro methods`:\n{table}");
     }
