@@ -413,7 +413,15 @@ fn every_method_trains_from_a_suite() {
     let lite = std::path::Path::new(env!("CARGO_BIN_EXE_repro")).with_file_name("repro-lite");
     assert!(lite.is_file(), "{} is missing: build the workspace (cargo test --release builds both crates)", lite.display());
     let g = std::process::Command::new(&lite)
-        .args(["gate", &sb.path("reports/smoke").display().to_string(), "--baseline", &root.join("ci/baseline/smoke").display().to_string(), "--require-baseline", "--tolerance", SMOKE_TOLERANCE])
+        .args([
+            "gate",
+            &sb.path("reports/smoke").display().to_string(),
+            "--baseline",
+            &root.join("ci/baseline/smoke").display().to_string(),
+            "--require-baseline",
+            "--tolerance",
+            SMOKE_TOLERANCE,
+        ])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .output()
@@ -590,16 +598,19 @@ fn a_sweep_trains_its_grid_and_reports_it() {
     assert!(md.contains("**sweep er_byol: 4 points") && md.contains("| train.batch_size | method_params.head.momentum |"), "{md}");
     // A two-axis grid has no plot; a sweep over one numeric key is plotted against it (SVG) and
     // linked under its table in results.md.
-    assert!(!sb.path("reports/tiny/sweep_er_byol.svg").exists() && !md.contains("!["), "{md}");
-    let one_axis = sweep.replace("id: er_byol", "id: er_bs").replace("    sweep: {train.batch_size: [64, 128], method_params.head.momentum: [0.9, 0.99]}\n", "    sweep: {train.batch_size: [64, 128]}\n");
+    assert!(!sb.path("reports/tiny/plots/sweep_er_byol.svg").exists() && !md.contains("!["), "{md}");
+    let one_axis = sweep
+        .replace("id: er_byol", "id: er_bs")
+        .replace("    sweep: {train.batch_size: [64, 128], method_params.head.momentum: [0.9, 0.99]}\n", "    sweep: {train.batch_size: [64, 128]}\n");
     sb.write("s.yaml", &suite.replace("targets:\n", &format!("targets:\n{one_axis}")));
     let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_bs"]);
     assert_exit(&o, 0);
-    assert!(stderr(&o).contains("and 1 sweep plot(s)"), "{}", stderr(&o));
-    let svg = std::fs::read_to_string(sb.path("reports/tiny/sweep_er_bs.svg")).unwrap();
+    assert!(stderr(&o).contains("plot(s) to plots/ (SVG and PNG)"), "{}", stderr(&o));
+    assert!(sb.path("reports/tiny/plots/sweep_er_bs.png").is_file());
+    let svg = std::fs::read_to_string(sb.path("reports/tiny/plots/sweep_er_bs.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("train.batch_size") && svg.contains("k-NN top-1") && svg.contains("<circle"), "{svg}");
     let md = std::fs::read_to_string(sb.path("reports/tiny/results.md")).unwrap();
-    assert!(md.contains("![sweep er_bs: 2 points of er on fashion_mnist") && md.contains("](sweep_er_bs.svg)"), "{md}");
+    assert!(md.contains("![sweep er_bs: 2 points of er on fashion_mnist") && md.contains("](plots/sweep_er_bs.svg)"), "{md}");
 
     // Unknown points and a --set on a swept key are refused with what to do.
     let o = sb.repro(&["run", "s.yaml", "--device", "cpu", "--target", "er_byol@batch_size=32"]);

@@ -180,11 +180,7 @@ pub fn entry_text(dataset: &str, format: &str, classes: usize, image_size: usize
         let size = std::fs::metadata(path).expect("archive").len();
         let name = path.file_name().and_then(|n| n.to_str()).expect("archive name");
         let sources: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
-        s += &format!(
-            "      - name: {name}\n        size: {size}\n        sha256: {}\n        sources: [{}]\n",
-            sha256_file(path),
-            sources.join(", ")
-        );
+        s += &format!("      - name: {name}\n        size: {size}\n        sha256: {}\n        sources: [{}]\n", sha256_file(path), sources.join(", "));
     }
     s
 }
