@@ -99,7 +99,8 @@ pub fn peak_for(gpu: &str) -> Option<f64> {
     gpu_class(gpu).map(|g| g.1)
 }
 
-fn sync(device: Device) {
+/// Waits for the device's queued work (a no-op on the CPU), so a timer reads finished work.
+pub(crate) fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }

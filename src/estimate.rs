@@ -103,17 +103,20 @@ fn calibration_batch(t: &Target, flop_per_image: f64, device: Device) -> usize {
     t.train.batch_size.min(((CPU_STEP_FLOP / flop_per_image) as usize).max(8))
 }
 
-/// Peak resident memory (VmHWM) of this process, in bytes; resettable on Linux.
-fn peak_rss() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+/// A `Name:  N kB` field of a /proc file, in bytes (Linux; None elsewhere).
+fn proc_bytes(file: &str, field: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(file).ok()?;
+    let kb: f64 = s.lines().find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024.0)
 }
 
+/// Peak resident memory (VmHWM) of this process, in bytes; reset by [`reset_peak_rss`].
+fn peak_rss() -> Option<f64> {
+    proc_bytes("/proc/self/status", "VmHWM")
+}
+
 fn rss() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024.0)
+    proc_bytes("/proc/self/status", "VmRSS")
 }
 
 fn reset_peak_rss() {
@@ -121,9 +124,7 @@ fn reset_peak_rss() {
 }
 
 fn host_memory() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024.0)
+    proc_bytes("/proc/meminfo", "MemTotal")
 }
 
 /// Bytes of optimizer state per parameter (fp32): momentum for SGD and LARS, two moments for Adam.
@@ -187,9 +188,7 @@ fn estimate_target(t: &Target, entry: &DatasetEntry, lock: &Lock, device: Device
         for i in 0..o.calibrate_steps {
             loss = step(i + 2, &mut model)?;
         }
-        if let Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
+        crate::bench::sync(device);
         if !loss.is_finite() {
             calibration_note = Some(format!("the loss became {loss} on the synthetic calibration images (lr {}); the time is kept, the run itself uses real data", t.train.lr));
         }
@@ -260,7 +259,6 @@ pub fn estimate(plan: &Plan, targets: &[&Target], lock: &Lock, device: Device, o
         eprintln!("  calibrating {} ({}) …", t.id, t.backbone.label());
         out.push(estimate_target(t, entry, lock, device, o, (peak, mem))?);
     }
-    let counted = |e: &&TargetEstimate| e.total_pflop.is_some();
     let here_hours = out.iter().map(|e| e.here_hours).sum::<Option<f64>>();
     Ok(SuiteEstimate {
         suite: plan.suite.clone(),
@@ -270,7 +268,7 @@ pub fn estimate(plan: &Plan, targets: &[&Target], lock: &Lock, device: Device, o
         gpu_memory_gib: mem,
         mfu: o.mfu,
         host_memory_gib: host_memory().map(|m| m / GIB),
-        total_pflop: out.iter().filter(counted).filter_map(|e| e.total_pflop).sum(),
+        total_pflop: out.iter().filter_map(|e| e.total_pflop).sum(),
         here_hours,
         gpu_hours: out.iter().filter_map(|e| e.gpu_hours).sum(),
         uncounted: out.iter().filter(|e| e.total_pflop.is_none()).map(|e| e.target.clone()).collect(),
