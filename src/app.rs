@@ -1,7 +1,9 @@
-//! The one orchestrator: suite → plan → per target {data, train, export, eval} → results → report,
-//! plus the other subcommands. A target's failure (an error or a libtorch panic) is recorded and the
-//! suite carries on; the exit status then says 1. Configuration, data and infrastructure errors end
-//! the command with exit 2 before any target runs.
+//! The one orchestrator: suite → plan → per run {data, train, export, eval} → results → report,
+//! plus the other subcommands. `repro run` holds the results folder's lock and runs each run (a
+//! target at a seed) in a child process of its own (`executor`; `--isolation none` keeps them in
+//! this one): a run's failure (an error, a divergence, running out of memory, a crash) is recorded
+//! in its `failure.json` (`failure`) and the suite carries on; the exit status then says 1.
+//! Configuration, data and infrastructure errors end the command with exit 2 before any run starts.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -11,13 +13,14 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Device;
 
-use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, LossArgs, PlanArgs, RunArgs, ScheduleArg};
+use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, Isolation, LossArgs, PlanArgs, RunArgs, ScheduleArg};
 use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
 use crate::plan::{self, Plan, Target};
-use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureRecord, Keys, Metric, MetricKind, MetricsRecord, RunDir};
-use crate::{eval, export, gate, machine, methods, report, train, util, validate, Outcome};
+use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureKind, Keys, Metric, MetricKind, MetricsRecord, RunDir};
+use crate::{eval, executor, export, failure, gate, machine, methods, report, train, util, validate, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
+    failure::inject("@main")?;
     match cli.command {
         Command::Run(args) => run(&cli.lock, &args),
         Command::Validate(a) => validate::command(&cli.lock, &a),
@@ -124,16 +127,34 @@ fn select_targets<'a>(plan: &'a Plan, suite: &Path, ids: &[String]) -> Result<Ve
 fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let (plan, lockfile) = validate::load_plan(lock, &args.suite, &args.set)?;
     let targets = select_targets(&plan, &args.suite, &args.targets)?;
+    if let Some(s) = args.seeds.iter().find(|s| !targets.iter().any(|t| t.train.seeds.contains(s))) {
+        bail!("--seed {s}: no selected target has it in train.seeds (they have {:?})", targets.iter().map(|t| &t.train.seeds).collect::<Vec<_>>());
+    }
+    let seeds_of = |t: &Target| -> Vec<u64> { t.train.seeds.iter().copied().filter(|s| args.seeds.is_empty() || args.seeds.contains(s)).collect() };
+    let isolated = args.isolation == Isolation::Process && !args.child;
+    if args.child {
+        failure::set_in_run_process();
+    }
     let (device, device_note) = machine::select_device(args.device)?;
     let build = BuildInfo::current();
-    let n_runs: usize = targets.iter().map(|t| t.train.seeds.len()).sum();
-    let on = match &device_note {
-        Some(why) => format!("the CPU ({why})"),
-        None => format!("{device:?}"),
-    };
-    eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs), training on {on}", build.version, build.label(), plan.suite, targets.len());
+    let suite_dir = args.out.join(&plan.suite);
+    // The parent holds the folder's lock for its children.
+    let _lock = if args.child { None } else { Some(util::FolderLock::acquire(&suite_dir, &format!("repro run {}", args.suite.display()))?) };
+    if !args.child {
+        let n_runs: usize = targets.iter().map(|t| seeds_of(t).len()).sum();
+        let on = match &device_note {
+            Some(why) => format!("the CPU ({why})"),
+            None => format!("{device:?}"),
+        };
+        let each = if isolated { ", each run in its own process" } else { "" };
+        eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs), training on {on}{each}", build.version, build.label(), plan.suite, targets.len());
+        if let Some(h) = _lock.as_ref().and_then(|l| l.took_over.as_ref()) {
+            eprintln!("{}: took over the lock of {h}, which no longer holds it", suite_dir.display());
+        }
+    }
 
-    // Data problems are infrastructure errors (exit 2): resolve every dataset before training.
+    // Data problems are infrastructure errors (exit 2): resolve every dataset before training. A
+    // parent of isolated runs only makes sure each is fetched and decoded; its children map it.
     let mut datasets: BTreeMap<String, Splits> = BTreeMap::new();
     for t in &targets {
         if !datasets.contains_key(&t.dataset) {
@@ -142,9 +163,12 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             datasets.insert(t.dataset.clone(), splits);
         }
     }
-    // `data.image_size`: one resized copy per (dataset, side), made once.
+    if isolated {
+        datasets.clear();
+    }
+    // `data.image_size`: one resized copy per (dataset, side), made once (in each child when isolated).
     let mut resized: BTreeMap<(String, usize), Splits> = BTreeMap::new();
-    for t in &targets {
+    for t in targets.iter().filter(|_| !isolated) {
         if let Some(size) = t.data.image_size {
             let key = (t.dataset.clone(), size);
             if !resized.contains_key(&key) && datasets[&t.dataset].info.image_size != size {
@@ -154,14 +178,12 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         }
     }
 
-    let suite_dir = args.out.join(&plan.suite);
     let mut failed = 0;
     let mut wanted = Vec::new();
     for t in &targets {
         let position = plan.targets.iter().position(|p| p.id == t.id).unwrap_or(0);
         let dataset_hash = lockfile.get(&t.dataset)?.content_hash();
-        let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
-        for &seed in &t.train.seeds {
+        for seed in seeds_of(t) {
             let config = ConfigRecord {
                 schema_version: results::SCHEMA_VERSION,
                 suite: plan.suite.clone(),
@@ -171,29 +193,56 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
                 keys: Keys::new(t, seed, &dataset_hash)?,
                 target: (*t).clone(),
             };
-            wanted.push(config.keys.run.clone());
+            wanted.push((t.id.clone(), seed, config.keys.run.clone()));
             let dir = RunDir::new(&args.out, &plan.suite, t, seed);
             let label = t.run_label(seed);
-            let at = Placement { device, note: device_note.clone() };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, &at, args, &build)))
-                .unwrap_or_else(|panic| Err(anyhow!("libtorch panicked: {}", panic_message(&panic))));
-            if let Err(e) = result {
+            let device_word = format!("{device:?}");
+            let record = if isolated {
+                if !prepare(&config, &label, &dir, &suite_dir, args, &build)? {
+                    continue;
+                }
+                let (end, tail) = executor::run_child(&child_args(lock, args, t, seed))?;
+                if end.interrupted() {
+                    bail!("{label}: its process was {}; nothing was lost: the same command resumes it from its last checkpoint", end.describe());
+                }
+                let written = dir.read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run).and_then(|r| r.failure);
+                match (&end, written) {
+                    (executor::End::Finished, _) => None,
+                    (executor::End::Exited(1), Some(_)) => {
+                        failed += 1; // the child printed and recorded why
+                        None
+                    }
+                    (_, written) => Some(failure::from_crash(&config, &end, tail, written, &device_word)),
+                }
+            } else {
+                let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
+                let at = Placement { device, note: device_note.clone() };
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, &at, args, &build)))
+                    .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", failure::take_panic(&*panic))));
+                result.err().map(|e| failure::from_error(&config, &e, &device_word))
+            };
+            if let Some(f) = record {
                 failed += 1;
-                let msg = format!("{e:#}");
-                eprintln!("  {label} FAILED: {msg}");
+                eprintln!("  {label} FAILED ({}): {}", f.kind.word(), f.error);
                 // A failure record goes only into a folder that holds this run.
                 if dir.read().ok().flatten().is_some_and(|r| r.config.keys.run == config.keys.run) {
-                    util::write_json(&dir.path("failure.json"), &FailureRecord { schema_version: results::SCHEMA_VERSION, run_key: config.keys.run.clone(), error: msg })?;
+                    util::write_json(&dir.path("failure.json"), &f)?;
                 }
             }
         }
+    }
+    if args.child {
+        return Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success });
     }
 
     let records = results::load_suite_dir(&suite_dir)?;
     for p in &records.problems {
         eprintln!("warning: {p}");
     }
-    let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.contains(&r.config.keys.run)).collect();
+    let is = |r: &results::StoredRun, (id, seed, key): &(String, u64, String)| r.config.target.id == *id && r.config.seed == *seed && r.config.keys.run == *key;
+    let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.iter().any(|w| is(r, w))).collect();
+    // Any run without metrics (failed now, diverged earlier, its folder refused) fails the command.
+    let unfinished = wanted.iter().filter(|w| !runs.iter().any(|r| is(r, w) && r.finished())).count();
     // The plots first, so that results.md never links a file that is not there.
     let suites = [(plan.suite.clone(), runs)];
     let plots = report::plot::write_all(&suites, &build, &suite_dir.join("plots"))?;
@@ -205,11 +254,29 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     util::write_atomic(&suite_dir.join("results.tex"), report::render(runs, &[], &build, report::Format::Latex)?.as_bytes())?;
     println!("{}", report::render(runs, &[], &build, report::Format::Terminal)?);
     eprintln!("tables written to {}/results.{{md,csv,tex}} and {} plot(s) to plots/ (SVG and PNG)", suite_dir.display(), plots.len());
-    Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success })
+    Ok(if failed > 0 || unfinished > 0 { Outcome::Failed } else { Outcome::Success })
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned())).unwrap_or_else(|| "unknown panic".into())
+/// The command line of the child process that runs `t` at `seed` alone: this command's flags,
+/// narrowed to that run.
+fn child_args(lock: &Path, args: &RunArgs, t: &Target, seed: u64) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["--lock".into(), lock.into(), "run".into(), args.suite.clone().into()];
+    for (flag, value) in [("--target", t.id.clone()), ("--seed", seed.to_string()), ("--device", args.device.word().into())] {
+        a.push(flag.into());
+        a.push(value.into());
+    }
+    a.push("--out".into());
+    a.push(args.out.clone().into());
+    for s in &args.set {
+        a.push("--set".into());
+        a.push(s.into());
+    }
+    for (on, flag) in [(args.rerun_stale, "--rerun-stale"), (args.move_aside, "--move-aside"), (true, "--child")] {
+        if on {
+            a.push(flag.into());
+        }
+    }
+    a
 }
 
 /// The files a run keeps when only its evaluation protocol changed.
@@ -244,6 +311,12 @@ fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, a
         }
     }
     match existing {
+        Some(r) if r.config.keys.run == config.keys.run && r.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Diverged) && !r.finished() => {
+            // A verdict, not an accident: running it again would replay the same steps into the same NaN.
+            let f = r.failure.as_ref().map(|f| f.error.clone()).unwrap_or_default();
+            eprintln!("  {label}: {f} (recorded earlier; a run with another train.lr or train.on_divergence runs again)");
+            return Ok(false);
+        }
         Some(r) if r.config.keys.run == config.keys.run && r.finished() => {
             let stale = r.env.as_ref().filter(|e| e.is_stale(build)).map(|e| e.commit_label());
             match stale {
@@ -280,6 +353,7 @@ fn prepare(config: &ConfigRecord, label: &str, dir: &RunDir, suite_dir: &Path, a
         None => {}
     }
     dir.create()?;
+    util::remove_stale_temp_files(&dir.0);
     let failure = dir.path("failure.json");
     if failure.exists() {
         std::fs::remove_file(&failure).with_context(|| format!("cannot remove {}", failure.display()))?;
@@ -301,6 +375,7 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
         return Ok(());
     }
     let (t, seed, device) = (&config.target, config.seed, at.device);
+    failure::inject(&t.id)?;
     machine::set_deterministic(t.train.deterministic)?;
     let precision = train::Precision::of(t, device);
     let started = Instant::now();
@@ -377,6 +452,7 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
         train_images: outcome.as_ref().map_or(0, |o| o.train_images),
         onnx_parity_rel_diff: Some(parity.rel_diff),
         finished_at: chrono_now(),
+        divergence_restarts: outcome.as_ref().map(|o| o.restarts.clone()).unwrap_or_default(),
     };
     util::write_json(&dir.path("env.json"), &env)?;
     util::write_json(&dir.path("metrics.json"), &MetricsRecord { schema_version: results::SCHEMA_VERSION, run_key, metrics })

@@ -137,7 +137,7 @@ pub fn bench_target(t: &Target, info: &DatasetInfo, device: Device, o: &BenchOpt
         let total = o.steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<Tensor> {
             let (v1, v2) = train::two_views(model, &batch(), t, &norm)?;
-            Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.total.detach())
+            Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.loss.total.detach())
         };
         for i in 0..2 {
             let _ = step(i, &mut model)?; // warm-up: cuDNN's benchmark mode picks its kernels here
@@ -253,7 +253,7 @@ fn loss_trace(t: &Target, info: &DatasetInfo, c: i64, s: i64, device: Device, st
         let mut losses = Vec::with_capacity(steps);
         for (i, (v1, v2)) in views.iter().enumerate() {
             let (v1, v2) = (model.layout(&v1.to_device(dev)), model.layout(&v2.to_device(dev)));
-            losses.push(train::step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, t.train.lr, i, steps)?.total.double_value(&[]));
+            losses.push(train::step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, t.train.lr, i, steps)?.loss.total.double_value(&[]));
         }
         Ok(losses)
     };

@@ -106,6 +106,35 @@ pub struct RunArgs {
     /// OUT/<suite>/.superseded/ and run it (without this flag such a run is refused and left alone).
     #[arg(long)]
     pub move_aside: bool,
+    /// Run only these seeds of the selected targets (repeatable; each must be in train.seeds).
+    #[arg(long = "seed", value_name = "N")]
+    pub seeds: Vec<u64>,
+    /// `process` (default): each run in a child process of its own, so that a crash, an abort or
+    /// an out-of-memory kill fails that run alone and device memory is freed between runs;
+    /// `none`: every run in this process (for a debugger).
+    #[arg(long, value_enum, default_value = "process")]
+    pub isolation: Isolation,
+    /// Internal: this process is the child that `--isolation process` starts for one run (no
+    /// folder lock, which the parent holds; no tables; exit 1 on any failure).
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    Process,
+    None,
+}
+
+impl DeviceArg {
+    /// The flag's spelling, for a child's command line.
+    pub fn word(self) -> &'static str {
+        match self {
+            DeviceArg::Auto => "auto",
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -164,7 +164,7 @@ fn estimate_target(t: &Target, entry: &DatasetEntry, lock: &Lock, device: Device
         let total = o.calibrate_steps + 2;
         let mut step = |i: usize, model: &mut Model| -> Result<f64> {
             let (v1, v2) = train::two_views(model, &(images.to_kind(Kind::Float) / 255.0), t, &norm)?;
-            Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.total.double_value(&[]))
+            Ok(train::step(model, &mut opt, precision, &v1, &v2, t.train.lr, i, total)?.loss.total.double_value(&[]))
         };
         // Return the heap's free pages (repro keeps freed tensor memory, `machine::tune_allocator`),
         // so the peak below is this step's growth, not what earlier targets left.

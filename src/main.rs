@@ -1,5 +1,6 @@
 //! `repro` binary: parse arguments, run, map the outcome to the documented exit codes
-//! (0 all good, 1 a target failed or a gate regression, 2 usage/config/data/infrastructure error).
+//! (0 all good, 1 a target failed or a gate regression, 2 usage/config/data/infrastructure error;
+//! a panic exits 1 inside a run's own process and 2 elsewhere, never 101).
 
 use std::process::ExitCode;
 
@@ -14,7 +15,13 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    // libtorch panics inside a target are caught and recorded; keep their default trace off screen.
-    std::panic::set_hook(Box::new(|_| {}));
-    repro::Outcome::exit_code(&repro::app::main(cli))
+    // Every panic prints its message and location; one inside a run is caught and recorded there.
+    repro::failure::install_panic_hook();
+    match std::panic::catch_unwind(|| repro::app::main(cli)) {
+        Ok(result) => repro::Outcome::exit_code(&result),
+        Err(_) => {
+            eprintln!("error: repro stopped on the internal error above (a bug: please report it with the output of `repro env`)");
+            ExitCode::from(repro::failure::panic_exit_status())
+        }
+    }
 }

@@ -20,9 +20,7 @@ pub fn read(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: corrupt gzip stream", path.display()))?;
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("{}: corrupt gzip stream", path.display()))?;
         out
     } else {
         raw
@@ -43,10 +41,9 @@ pub fn parse(bytes: &[u8]) -> Result<IdxArray> {
     if nd == 0 || bytes.len() < header {
         bail!("header declares {nd} dims but the file has {} bytes", bytes.len());
     }
-    let dims: Vec<usize> = (0..nd)
-        .map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize)
-        .collect();
-    let expected: usize = dims.iter().product();
+    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
+    // Checked: wrapped in release builds, a product of huge dims could match a short body.
+    let Some(expected) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else { bail!("dims {dims:?} overflow the address space") };
     let body = &bytes[header..];
     if body.len() != expected {
         bail!("dims {dims:?} need {expected} data bytes but {} follow the header", body.len());
@@ -68,5 +65,15 @@ mod tests {
         let e = parse(&b[..20]).unwrap_err().to_string();
         assert!(e.contains("need 12 data bytes"), "{e}");
         assert!(parse(&[0, 0, 9, 1]).unwrap_err().to_string().contains("magic"));
+    }
+
+    #[test]
+    fn dims_whose_product_wraps_are_refused() {
+        // 2^31 · 2^31 · 4 = 2^64 wraps to 0 in 64 bits: an empty body must not pass as matching.
+        let mut b = vec![0, 0, 8, 3];
+        for d in [1u32 << 31, 1 << 31, 1 << 2] {
+            b.extend(d.to_be_bytes());
+        }
+        assert!(parse(&b).unwrap_err().to_string().contains("overflow"));
     }
 }

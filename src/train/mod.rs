@@ -1,6 +1,7 @@
 //! The single training loop: seeded epochs of two-view batches, the suite's optimizer and schedule, one JSON
-//! line per epoch in `train_log.jsonl` (loss terms, learning rate, images/s, held-out k-NN), and a
-//! checkpoint after every epoch from which an interrupted run resumes exactly.
+//! line per epoch in `train_log.jsonl` (loss terms, learning rate, images/s, held-out k-NN), a
+//! checkpoint after every epoch from which an interrupted run resumes exactly, and the divergence
+//! verdict (the first non-finite loss or gradient; `train.on_divergence`).
 
 pub mod checkpoint;
 pub mod optim;
@@ -31,6 +32,9 @@ pub struct TrainOutcome {
     pub images_per_s: f64,
     pub final_loss: Option<f64>,
     pub monitor_knn_top1: Option<f64>,
+    /// `train.on_divergence` restarts on the way (recorded in env.json).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<crate::results::Restart>,
 }
 
 /// Uint8 image set → tensor [N, C, H, W] on `device`.
@@ -51,10 +55,7 @@ impl TrainData {
         let n = splits.train.n;
         let (hold, bank) = (t.data.monitor_holdout, t.data.monitor_bank);
         if hold + bank >= n || hold == 0 || bank == 0 {
-            bail!(
-                "data.monitor_holdout ({hold}) and data.monitor_bank ({bank}) must be >= 1 and leave training images out of the {n} in {}'s train split",
-                t.dataset
-            );
+            bail!("data.monitor_holdout ({hold}) and data.monitor_bank ({bank}) must be >= 1 and leave training images out of the {n} in {}'s train split", t.dataset);
         }
         let pool = n - hold;
         let all = to_tensor(&splits.train, Device::Cpu);
@@ -123,21 +124,104 @@ pub fn two_views(model: &Model, x: &Tensor, t: &Target, norm: &Normalize) -> Res
     Ok((v1, v2))
 }
 
+/// What one step leaves on the device (nothing here waits for it).
+pub struct Step {
+    pub loss: crate::methods::StepLoss,
+    /// The sum of all gradients (non-finite exactly when one is), `None` without gradients.
+    pub grad_sum: Option<Tensor>,
+}
+
 /// One training step on two views: the loss under `precision`, backward, the optimizer at `lr`, then
-/// the method's own update for step `step` of `total` (EMA targets). Returns the loss and its terms.
+/// the method's own update for step `step` of `total` (EMA targets).
 #[allow(clippy::too_many_arguments)]
-pub fn step(model: &mut Model, opt: &mut optim::Optimizer, precision: Precision, v1: &Tensor, v2: &Tensor, lr: f64, step: usize, total: usize) -> Result<crate::methods::StepLoss> {
+pub fn step(model: &mut Model, opt: &mut optim::Optimizer, precision: Precision, v1: &Tensor, v2: &Tensor, lr: f64, step: usize, total: usize) -> Result<Step> {
     let out = precision.run(|| model.loss(v1, v2))?;
     opt.zero_grad();
     out.total.backward();
-    opt.step(lr);
+    let grad_sum = opt.step(lr);
     model.after_step(step, total)?;
-    Ok(out)
+    Ok(Step { loss: out, grad_sum })
+}
+
+/// A run's training met a non-finite loss or gradient (and `train.on_divergence` allowed no more
+/// restarts): the error `repro run` records as `diverged`.
+#[derive(Debug)]
+pub struct Diverged(pub crate::results::Divergence);
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.0;
+        let restarts = match d.restarts.len() {
+            0 => String::new(),
+            n => format!(" after {n} restart(s) at lower rates (last ×{})", d.restarts[n - 1].lr_scale),
+        };
+        write!(
+            f,
+            "diverged at epoch {}, step {} of the epoch (step {} of training): the {} became non-finite (loss {}, lr {:.4e}){restarts}. \
+             The run ends here with its last checkpoint kept; lower train.lr, or set train.on_divergence: {{action: restart, lr_factor: 0.5, max_restarts: 2}}",
+            d.epoch,
+            d.step_in_epoch,
+            d.step,
+            d.what,
+            d.loss.as_str().map_or_else(|| d.loss.to_string(), str::to_owned),
+            d.lr
+        )
+    }
+}
+
+impl std::error::Error for Diverged {}
+
+/// Steps between two reads of the divergence flag (one wait for the device each).
+const DIVERGENCE_CHECK_STEPS: usize = 50;
+
+/// The first non-finite step of an epoch, tracked on the device: the step, whether the loss (else a
+/// gradient) was non-finite, and the loss and terms at that step.
+struct FirstBad {
+    step: Tensor,
+    loss_bad: Tensor,
+    loss: Tensor,
+    terms: std::collections::BTreeMap<String, Tensor>,
+}
+
+impl FirstBad {
+    fn new(device: Device) -> Self {
+        let f = |v: f64| Tensor::full([], v, (Kind::Double, device));
+        Self { step: f(-1.0), loss_bad: f(0.0), loss: f(0.0), terms: Default::default() }
+    }
+
+    /// Notes step `s` of the epoch if it is the first non-finite one.
+    fn note(&mut self, s: usize, out: &Step) {
+        let loss = out.loss.total.detach().to_kind(Kind::Double);
+        let loss_bad = loss.isfinite().logical_not();
+        let bad = match &out.grad_sum {
+            Some(g) => loss_bad.logical_or(&g.isfinite().logical_not()),
+            None => loss_bad.shallow_clone(),
+        };
+        let first = bad.logical_and(&self.step.lt(0.0));
+        let at = |new: &Tensor, old: &Tensor| new.where_self(&first, old);
+        self.step = at(&self.step.full_like(s as f64), &self.step);
+        self.loss_bad = at(&loss_bad.to_kind(Kind::Double), &self.loss_bad);
+        self.loss = at(&loss, &self.loss);
+        for (k, v) in &out.loss.terms {
+            let v = v.detach().to_kind(Kind::Double);
+            let old = self.terms.remove(*k).unwrap_or_else(|| v.zeros_like());
+            self.terms.insert((*k).to_owned(), at(&v, &old));
+        }
+    }
+
+    /// The first non-finite step so far (one read of the device).
+    fn get(&self) -> Option<usize> {
+        let s = self.step.double_value(&[]);
+        (s >= 0.0).then_some(s as usize)
+    }
 }
 
 /// Trains `model` for the target's epochs at `seed`, resuming from `dir`'s checkpoint when one exists.
 /// Nothing inside a step waits for the device: the loss and its terms are summed where they are
-/// computed and read once per epoch (a non-finite epoch mean stops the run before its checkpoint).
+/// computed and read once per epoch, and a device-side flag marks the first non-finite loss or
+/// gradient, read every [`DIVERGENCE_CHECK_STEPS`] steps. A divergence ends the run as [`Diverged`]
+/// before that epoch's checkpoint, or, under `train.on_divergence: {action: restart}`, reloads the
+/// last checkpoint (the start, before the first) and goes on at a lower rate.
 #[allow(clippy::too_many_arguments)]
 pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, data: &TrainData, norm: &Normalize, dir: &Path, classes: i64) -> Result<TrainOutcome> {
     let n = data.images.size()[0] as usize;
@@ -150,18 +234,24 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
     let warmup = (t.train.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let mut opt = optim::Optimizer::new(&model.vs, &t.train.optimizer, t.train.weight_decay)?;
     let log_path = dir.join("train_log.jsonl");
-    let mut start_epoch = 0;
+    let label = t.run_label(seed);
+    let mut progress = checkpoint::Progress::start();
     let mut logs: Vec<EpochLog> = Vec::new();
-    if let Some(done) = checkpoint::load(dir, model, &mut opt)? {
-        start_epoch = done;
+    if let Some(p) = checkpoint::load(dir, model, &mut opt)? {
+        let done = p.epochs_done;
         logs = read_log(&log_path)?.into_iter().filter(|l| l.epoch <= done).collect();
         if done >= t.train.epochs {
-            eprintln!("  {}: training finished earlier ({done} epochs in its checkpoint)", t.run_label(seed));
+            eprintln!("  {label}: training finished earlier ({done} epochs in its checkpoint)");
         } else {
-            eprintln!("  resuming {} from epoch {done}/{}", t.run_label(seed), t.train.epochs);
+            eprintln!("  resuming {label} from epoch {done}/{}", t.train.epochs);
         }
+        progress = p;
+    } else if !t.train.on_divergence.is_stop() {
+        // A restart before the first epoch's checkpoint goes back to the start.
+        checkpoint::save(dir, model, &opt, &progress)?;
     }
-    for epoch in start_epoch..t.train.epochs {
+    let mut epoch = progress.epochs_done;
+    while epoch < t.train.epochs {
         let started = Instant::now();
         tch::manual_seed(util::derive_seed(seed, &format!("epoch{epoch}")) as i64);
         let device = data.images.device();
@@ -169,25 +259,66 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
         let zero = || Tensor::zeros([], (Kind::Double, device));
         let mut sum = zero();
         let mut term_sums: std::collections::BTreeMap<String, Tensor> = Default::default();
+        let mut bad = FirstBad::new(device);
+        let mut diverged = None;
+        let rate = |at: usize| optim::learning_rate(&t.train.schedule, at, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr) * progress.lr_scale;
         let mut lr = 0.0;
         for s in 0..steps_per_epoch {
             let idx = perm.narrow(0, (s * bs) as i64, bs as i64);
             let x = data.images.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
             let (v1, v2) = two_views(model, &x, t, norm)?;
             let at = epoch * steps_per_epoch + s;
-            lr = optim::learning_rate(&t.train.schedule, at, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr);
+            lr = rate(at);
             let out = step(model, &mut opt, precision, &v1, &v2, lr, at, total)?;
-            let _ = sum.g_add_(&out.total.detach().to_kind(Kind::Double));
-            for (k, v) in &out.terms {
+            let _ = sum.g_add_(&out.loss.total.detach().to_kind(Kind::Double));
+            for (k, v) in &out.loss.terms {
                 let _ = term_sums.entry((*k).to_owned()).or_insert_with(zero).g_add_(&v.detach().to_kind(Kind::Double));
             }
+            bad.note(s, &out);
+            if (s + 1) % DIVERGENCE_CHECK_STEPS == 0 || s + 1 == steps_per_epoch {
+                if let Some(first) = bad.get() {
+                    diverged = Some(first);
+                    break;
+                }
+            }
+        }
+        if let Some(first) = diverged {
+            let value = |x: &Tensor| crate::results::json_float(x.double_value(&[]));
+            let d = crate::results::Divergence {
+                epoch: epoch + 1,
+                step_in_epoch: first + 1,
+                step: epoch * steps_per_epoch + first + 1,
+                what: if bad.loss_bad.double_value(&[]) > 0.0 { "loss".into() } else { "gradient".into() },
+                loss: value(&bad.loss),
+                terms: bad.terms.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
+                lr: rate(epoch * steps_per_epoch + first),
+                restarts: progress.restarts.clone(),
+            };
+            if t.train.on_divergence.restarts_left(progress.restarts.len()) == 0 {
+                return Err(Diverged(d).into());
+            }
+            let last = checkpoint::load(dir, model, &mut opt)?.context("on_divergence restart: the checkpoint to go back to is missing")?;
+            let lr_scale = progress.lr_scale * t.train.on_divergence.lr_factor;
+            eprintln!(
+                "  {label}: the {} became non-finite at epoch {}, step {}; going back to epoch {} at {lr_scale:.3e} × the rate (restart {} of {}, train.on_divergence)",
+                d.what,
+                d.epoch,
+                d.step_in_epoch,
+                last.epochs_done,
+                progress.restarts.len() + 1,
+                t.train.on_divergence.max_restarts
+            );
+            progress.restarts.push(crate::results::Restart { epoch: d.epoch, step: d.step, from_epoch: last.epochs_done, lr_scale });
+            progress.lr_scale = lr_scale;
+            progress.epochs_done = last.epochs_done;
+            checkpoint::save_progress(dir, &progress)?;
+            epoch = last.epochs_done;
+            logs.retain(|l| l.epoch <= epoch);
+            continue;
         }
         let steps = steps_per_epoch as f64;
         let loss = sum.double_value(&[]) / steps; // the epoch's one read of the loss
         let epoch_s = started.elapsed().as_secs_f64();
-        if !loss.is_finite() {
-            bail!("the loss became {loss} during epoch {} (its checkpoint was not written); lower train.lr or check the method parameters", epoch + 1);
-        }
         let monitor = monitor_knn(model, data, norm, t, classes)?;
         let log = EpochLog {
             epoch: epoch + 1,
@@ -198,16 +329,14 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
             monitor_knn_top1: Some(monitor),
             epoch_s,
         };
-        eprintln!(
-            "  {} epoch {}/{}: loss {:.4}  lr {:.4}  {:.0} img/s  held-out k-NN {:.2}%",
-            t.run_label(seed),
-            log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor
-        );
+        eprintln!("  {label} epoch {}/{}: loss {:.4}  lr {:.4}  {:.0} img/s  held-out k-NN {:.2}%", log.epoch, t.train.epochs, log.loss, lr, log.images_per_s, monitor);
         logs.push(log);
         // The log first: a run killed between the two writes resumes from the previous checkpoint
         // and drops the extra line (`l.epoch <= done`); the other order would lose this epoch's line.
         write_log(&log_path, &logs)?;
-        checkpoint::save(dir, model, &opt, epoch + 1)?;
+        epoch += 1;
+        progress.epochs_done = epoch;
+        checkpoint::save(dir, model, &opt, &progress)?;
     }
     let last = logs.last();
     let all_s: f64 = logs.iter().map(|l| l.epoch_s).sum();
@@ -218,6 +347,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
         images_per_s: if all_s > 0.0 { (logs.len() * steps_per_epoch * bs) as f64 / all_s } else { 0.0 },
         final_loss: last.map(|l| l.loss),
         monitor_knn_top1: last.and_then(|l| l.monitor_knn_top1),
+        restarts: progress.restarts,
     })
 }
 
@@ -225,10 +355,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
 pub fn features(model: &Model, images: &Tensor, norm: &Normalize, chunk: i64) -> Tensor {
     tch::no_grad(|| {
         let n = images.size()[0];
-        let parts: Vec<Tensor> = (0..n)
-            .step_by(chunk as usize)
-            .map(|s| model.encoder.forward_t(&norm.apply_u8(&images.narrow(0, s, chunk.min(n - s))), false))
-            .collect();
+        let parts: Vec<Tensor> = (0..n).step_by(chunk as usize).map(|s| model.encoder.forward_t(&norm.apply_u8(&images.narrow(0, s, chunk.min(n - s))), false)).collect();
         Tensor::cat(&parts, 0)
     })
 }
@@ -253,11 +380,7 @@ fn monitor_knn(model: &Model, data: &TrainData, norm: &Normalize, t: &Target, cl
 
 fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
     match std::fs::read_to_string(path) {
-        Ok(s) => s
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display())))
-            .collect(),
+        Ok(s) => s.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad line {l:?}", path.display()))).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }

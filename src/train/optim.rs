@@ -71,10 +71,13 @@ impl Optimizer {
         }
     }
 
-    pub fn step(&mut self, lr: f64) {
+    /// One update at rate `lr`. Returns the sum of all gradients (a device scalar, not read here):
+    /// non-finite exactly when some gradient is, which is how training notices a divergence
+    /// without waiting for the device. `None` when no variable has a gradient.
+    pub fn step(&mut self, lr: f64) -> Option<Tensor> {
         let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| Some(p.grad()).filter(Tensor::defined)).collect();
         if grads.iter().all(Option::is_none) {
-            return;
+            return None;
         }
         self.step += 1;
         let (wd, t) = (self.weight_decay, self.step as f64);
@@ -90,6 +93,7 @@ impl Optimizer {
         };
         tch::no_grad(|| {
             let g = self.flat.gather(&grads);
+            let grad_sum = g.sum(g.kind());
             let p = self.flat.values.shallow_clone();
             let delta = match self.kind {
                 Kind_::Sgd { momentum } => {
@@ -142,7 +146,8 @@ impl Optimizer {
                 None => delta,
             };
             let _ = self.flat.values.g_sub_(&delta);
-        });
+            Some(grad_sum)
+        })
     }
 
     /// Buffers named `optim.<variable><suffix>` (views in the variable's shape), and `optim.step`.

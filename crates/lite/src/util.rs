@@ -1,28 +1,112 @@
-//! Small shared helpers: atomic file writes (temp file in the same folder + rename, so a killed run
-//! never leaves a complete-looking file) and the one seed-derivation policy.
+//! Small shared helpers: the one atomic file write of the workspace (temp file in the same folder,
+//! fsync, rename, fsync of the folder: a killed run or a lost machine never leaves a complete-looking
+//! file), the results folder's run lock, and the one seed-derivation policy.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |tmp| std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", tmp.display())))
 }
 
-/// Lets `write` produce a temp file next to `path`, then renames it into place.
+/// Lets `write` produce a temp file next to `path` (`.<name>.tmp<pid>`), flushes it to the disk,
+/// renames it into place and flushes the folder, so that after a crash or power loss `path` holds
+/// either its old content or all of the new one.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-    });
+    let tmp = dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()));
+    let result = write(&tmp)
+        .and_then(|()| sync_path(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display())))
+        .and_then(|()| sync_path(dir));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What names a temp file of [`write_atomic_with`] (after `.<name>`, before the writer's pid).
+pub const TEMP_MARK: &str = ".tmp";
+
+/// Whether `name` is a temp file of [`write_atomic_with`]; one left by a killed process is garbage.
+pub fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.') && name.rsplit_once(TEMP_MARK).is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temp files killed writers left in `dir` (not its sub-folders); returns how many.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mine = format!("{TEMP_MARK}{}", std::process::id());
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| is_temp_file(n) && !n.ends_with(&mine)) && e.path().is_file())
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// fsync of a file or a folder.
+fn sync_path(p: &Path) -> Result<()> {
+    std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot flush {} to the disk", p.display()))
+}
+
+/// An exclusive lock on a results folder (`<folder>/.lock`), held until dropped or until the
+/// process ends, however it ends: the kernel releases a killed holder's lock, so a stale lock is
+/// taken over without guessing from process ids. The file names its holder for the message a second
+/// run gets.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: std::fs::File,
+    pub path: std::path::PathBuf,
+    /// The holder named in the file when this process took it over from one that had died.
+    pub took_over: Option<String>,
+}
+
+impl Drop for FolderLock {
+    /// A holder that ends normally leaves the file empty; only a killed one leaves its name.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
+}
+
+impl FolderLock {
+    pub const FILE: &'static str = ".lock";
+
+    /// Takes the lock of `dir` (created if absent), or fails at once naming the process holding it.
+    pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+        let path = dir.join(Self::FILE);
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut holder = String::new();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another process (it has not written its name yet)" } else { holder };
+                anyhow::bail!(
+                    "{} is in use by {holder}: two runs on one results folder would write over each other. Wait for it to finish, stop it, or use another --out",
+                    dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+        let _ = file.read_to_string(&mut holder);
+        let took_over = Some(holder.trim().to_owned()).filter(|h| !h.is_empty());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let me = format!("{what} (pid {} on {}, since unix:{since})\n", std::process::id(), host.trim());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(me.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { _file: file, path, took_over })
+    }
 }
 
 /// Serialises `value` as pretty JSON, atomically.
@@ -85,5 +169,36 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         assert_ne!(derive_seed(0, "a"), derive_seed(0, "b"));
+    }
+
+    #[test]
+    fn stale_temp_files_are_recognised_and_removed() {
+        assert!(is_temp_file(".metrics.json.tmp123"));
+        assert!(!is_temp_file("metrics.json"));
+        assert!(!is_temp_file(".lock"));
+        assert!(!is_temp_file(".a.tmpx"));
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(".checkpoint.safetensors.tmp999999"), b"half").unwrap();
+        std::fs::write(d.path().join("config.json"), b"{}").unwrap();
+        assert_eq!(remove_stale_temp_files(d.path()), 1);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn folder_lock_is_exclusive_and_released_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let a = FolderLock::acquire(d.path(), "repro run a").unwrap();
+        assert!(a.took_over.is_none());
+        // A second open file description conflicts even within one process (flock semantics).
+        let e = format!("{:#}", FolderLock::acquire(d.path(), "repro run b").unwrap_err());
+        assert!(e.contains("in use by repro run a (pid") && e.contains("another --out"), "{e}");
+        drop(a);
+        let b = FolderLock::acquire(d.path(), "repro run b").unwrap();
+        assert!(b.took_over.is_none(), "a holder that ended normally is not taken over: {:?}", b.took_over);
+        drop(b);
+        // A killed holder leaves its name behind, and the kernel has released its lock.
+        std::fs::write(d.path().join(FolderLock::FILE), "repro run c (pid 1 on h, since unix:0)\n").unwrap();
+        let c = FolderLock::acquire(d.path(), "repro run d").unwrap();
+        assert!(c.took_over.as_deref().is_some_and(|h| h.starts_with("repro run c")), "{:?}", c.took_over);
     }
 }

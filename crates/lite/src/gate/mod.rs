@@ -52,8 +52,8 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
     for r in &current.runs {
         let label = r.config.target.run_label(r.config.seed);
         if !r.finished() {
-            let why = r.failure.as_ref().map_or("no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| f.error.clone());
-            out.push(Line::Fail(format!("{label}: failed: {why}")));
+            let why = r.failure.as_ref().map_or("failed: no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| format!("{}: {}", f.kind.word(), f.error));
+            out.push(Line::Fail(format!("{label}: {why}")));
         }
         if let Some(env) = r.env.as_ref().filter(|e| e.is_stale(build)) {
             out.push(Line::Stale(format!("{label}: made by {}, this build is {}", env.commit_label(), build.label())));

@@ -295,6 +295,61 @@ pub struct Train {
     /// `fp32`: fp32 everywhere.
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+    /// What a non-finite loss or gradient does (absent from records, and from the run's key, when
+    /// it is the default `stop`).
+    #[serde(default, skip_serializing_if = "OnDivergence::is_stop")]
+    pub on_divergence: OnDivergence,
+}
+
+/// `train.on_divergence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnDivergence {
+    pub action: DivergenceAction,
+    /// Multiplies the learning rate at each restart.
+    #[serde(default = "OnDivergence::default_lr_factor")]
+    pub lr_factor: f64,
+    /// Restarts allowed before the run ends as diverged.
+    #[serde(default = "OnDivergence::default_max_restarts")]
+    pub max_restarts: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceAction {
+    /// End the run as diverged (recorded in failure.json; never a pass).
+    Stop,
+    /// Go back to the last checkpoint (the start, before the first) with the rate times `lr_factor`.
+    Restart,
+}
+
+impl Default for OnDivergence {
+    fn default() -> Self {
+        Self { action: DivergenceAction::Stop, lr_factor: Self::default_lr_factor(), max_restarts: Self::default_max_restarts() }
+    }
+}
+
+impl OnDivergence {
+    fn default_lr_factor() -> f64 {
+        0.5
+    }
+
+    fn default_max_restarts() -> usize {
+        2
+    }
+
+    pub fn is_stop(&self) -> bool {
+        self.action == DivergenceAction::Stop
+    }
+
+    /// Restarts left after `done` of them (0 for `stop`).
+    pub fn restarts_left(&self, done: usize) -> usize {
+        if self.is_stop() {
+            0
+        } else {
+            self.max_restarts.saturating_sub(done)
+        }
+    }
 }
 
 /// `train.lr_scaling`: the suite's `lr` is `base_lr`, the rate at `reference_batch`.
@@ -778,9 +833,17 @@ fn target(s: &TargetSpec, label: &str, p: &mut Problems) -> Target {
                 Precision::Auto
             }
         },
+        on_divergence: t.on_divergence.clone().and_then(|v| typed::<OnDivergence>(v, &at("train.on_divergence"), p)).unwrap_or_default(),
     };
     if method.trains() {
         p.at_least(train.epochs, 1, &at("train.epochs"));
+    }
+    if !train.on_divergence.is_stop() {
+        let d = &train.on_divergence;
+        if !(d.lr_factor > 0.0 && d.lr_factor < 1.0) {
+            p.push(&at("train.on_divergence.lr_factor"), format!("expected a factor in (0, 1) that lowers the rate at each restart, found {}", d.lr_factor));
+        }
+        p.at_least(d.max_restarts, 1, &at("train.on_divergence.max_restarts"));
     }
     if t.seed.is_some() {
         p.push(&at("train.seed"), "replaced by train.seeds, a list (one run per seed): write `seeds: [N]`");
@@ -1110,6 +1173,27 @@ mod tests {
         assert!(err.contains("targets[0] (a).train.epochs: expected at least 1"), "{err}");
         assert!(err.contains("targets[0] (a).dataset: missing"), "{err}");
         assert!(err.contains("targets[0] (a).eval.knn.k: missing"), "{err}");
+    }
+
+    #[test]
+    fn on_divergence_is_checked_and_absent_from_records_by_default() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../suites/quickstart.yaml")).unwrap();
+        let with = |set: &[&str]| {
+            let spec = suite::parse_str(&text).unwrap();
+            let o: Vec<_> = set.iter().map(|s| suite::Override::parse(s).unwrap()).collect();
+            build(&LoadedSuite { path: "t.yaml".into(), name: "t".into(), version: 1, description: None, targets: suite::merge_targets(&spec, &o).unwrap() })
+        };
+        let plain = with(&[]).unwrap();
+        let t = &plain.targets[0];
+        assert!(t.train.on_divergence.is_stop() && t.train.on_divergence.restarts_left(0) == 0);
+        assert!(serde_json::to_value(&t.train).unwrap().get("on_divergence").is_none(), "the default must not change any run key");
+        let r = with(&["train.on_divergence={action: restart, max_restarts: 3}"]).unwrap();
+        let d = &r.targets[0].train.on_divergence;
+        assert_eq!((d.action, d.lr_factor, d.restarts_left(1)), (DivergenceAction::Restart, 0.5, 2));
+        let err = with(&["train.on_divergence={action: restart, lr_factor: 2, max_restarts: 0}"]).unwrap_err().to_string();
+        assert!(err.contains("train.on_divergence.lr_factor: expected a factor in (0, 1)") && err.contains("train.on_divergence.max_restarts: expected at least 1"), "{err}");
+        let err = with(&["train.on_divergence={action: retry}"]).unwrap_err().to_string();
+        assert!(err.contains("train.on_divergence") && err.contains("retry"), "{err}");
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn rows(runs: &[StoredRun], build: &BuildInfo) -> Vec<Row> {
             let finished = g.runs.iter().filter(|r| r.finished()).count();
             let failed: Vec<_> = g.runs.iter().filter(|r| !r.finished()).filter_map(|r| r.failure.as_ref().map(|f| (r.config.seed, f))).collect();
             let status = if let Some((seed, f)) = failed.first() {
-                format!("failed (seed {seed}): {}", f.error.lines().next().unwrap_or(""))
+                let (word, why) = f.summary().split_once(": ").map(|(w, e)| (w.to_owned(), e.to_owned())).unwrap_or_default();
+                format!("{word} (seed {seed}): {why}")
             } else if finished < g.runs.len() {
                 format!("incomplete ({finished}/{})", g.runs.len())
             } else {
@@ -349,7 +350,7 @@ fn run_lines(runs: &[StoredRun], build: &BuildInfo) -> Vec<RunLine> {
         let (c, t) = (&r.config, &r.config.target);
         let status = match (&r.metrics, &r.failure) {
             (Some(_), _) => "ok".to_owned(),
-            (None, Some(f)) => format!("failed: {}", f.error.lines().next().unwrap_or("")),
+            (None, Some(f)) => f.summary(),
             (None, None) => "incomplete".to_owned(),
         };
         let line = |metric: &str, m: Option<&results::Metric>| RunLine {

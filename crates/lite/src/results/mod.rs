@@ -134,6 +134,10 @@ pub struct EnvRecord {
     pub train_images: usize,
     pub onnx_parity_rel_diff: Option<f64>,
     pub finished_at: String,
+    /// Restarts from a checkpoint at a lower rate after a divergence (`train.on_divergence`): the
+    /// run finished, but not at the rate its configuration names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub divergence_restarts: Vec<Restart>,
 }
 
 impl EnvRecord {
@@ -157,11 +161,116 @@ impl EnvRecord {
     }
 }
 
+/// Why a run has no metrics: `failure.json`. Fields after `error` were added with issue 14; records
+/// written before read as `kind: error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
     pub schema_version: u32,
     pub run_key: String,
+    /// What went wrong and what to try, in words.
     pub error: String,
+    #[serde(default)]
+    pub kind: FailureKind,
+    /// How the run's process ended when it did not end by itself (`killed by signal 11 (SIGSEGV)`,
+    /// `exit status 134`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// The last lines the run's process printed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+    /// The first non-finite loss or gradient, for `kind: diverged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<Divergence>,
+}
+
+impl FailureRecord {
+    pub fn new(run_key: &str, kind: FailureKind, error: String) -> Self {
+        Self { schema_version: SCHEMA_VERSION, run_key: run_key.to_owned(), error, kind, exit: None, log_tail: Vec::new(), divergence: None }
+    }
+
+    /// `failed`, `diverged`, `out of memory` or `crashed`, then the error's first sentence (at most
+    /// 120 characters): a table's status cell. The whole error stays in the record.
+    pub fn summary(&self) -> String {
+        let line = self.error.lines().next().unwrap_or("");
+        let sentence = line.split_once(". ").map_or(line, |(s, _)| s).trim_end_matches('.');
+        let word = self.kind.word();
+        let sentence = sentence.strip_prefix(word).map_or(sentence, |s| s.trim_start_matches([':', ' ']));
+        let mut short: String = sentence.chars().take(120).collect();
+        if short.len() < sentence.len() {
+            short.push('…');
+        }
+        format!("{word}: {short}")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// An error the run reported (configuration it could not use, a file it could not write, ...).
+    #[default]
+    Error,
+    /// The loss or a gradient became NaN or infinite: a verdict on the configuration, never a pass.
+    Diverged,
+    /// CUDA or host memory ran out.
+    OutOfMemory,
+    /// The run's process died: a signal (segfault, abort, the kernel's OOM killer) or an exit
+    /// without a record.
+    Crashed,
+}
+
+impl FailureKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            FailureKind::Error => "failed",
+            FailureKind::Diverged => "diverged",
+            FailureKind::OutOfMemory => "out of memory",
+            FailureKind::Crashed => "crashed",
+        }
+    }
+}
+
+/// Where training first met a non-finite value. Losses are JSON numbers when finite and the strings
+/// `NaN`, `inf`, `-inf` otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// 1-based epoch and step within it; `step` counts from the start of training.
+    pub epoch: usize,
+    pub step_in_epoch: usize,
+    pub step: usize,
+    /// `loss` (the objective was non-finite) or `gradient` (the loss was finite, a gradient was not).
+    pub what: String,
+    pub loss: serde_json::Value,
+    pub terms: BTreeMap<String, serde_json::Value>,
+    pub lr: f64,
+    /// Restarts from the last checkpoint at a lower rate before this one (`train.on_divergence`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<Restart>,
+}
+
+/// One restart of `train.on_divergence: {action: restart}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Restart {
+    /// The divergence's epoch and step, and the epoch training went back to.
+    pub epoch: usize,
+    pub step: usize,
+    pub from_epoch: usize,
+    /// The learning rate multiplier from then on (product of the factors so far).
+    pub lr_scale: f64,
+}
+
+/// A float as JSON: a number when finite, else `NaN`, `inf` or `-inf` as a string.
+pub fn json_float(x: f64) -> serde_json::Value {
+    if x.is_finite() {
+        serde_json::json!(x)
+    } else {
+        serde_json::Value::String(if x.is_nan() {
+            "NaN".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        })
+    }
 }
 
 /// The files a run writes in its folder.

@@ -15,7 +15,9 @@ pub fn targets(seeds: &[u64], expected: &str) -> Vec<Target> {
     );
     let spec = crate::suite::parse_str(&yaml).expect("test suite parses");
     let merged = crate::suite::merge_targets(&spec, &[]).expect("test suite merges");
-    crate::plan::build(&crate::suite::LoadedSuite { path: "t.yaml".into(), name: "t".into(), version: 1, description: None, targets: merged }).expect("test suite validates").targets
+    crate::plan::build(&crate::suite::LoadedSuite { path: "t.yaml".into(), name: "t".into(), version: 1, description: None, targets: merged })
+        .expect("test suite validates")
+        .targets
 }
 
 /// The build the test records say made them.
@@ -65,6 +67,7 @@ pub fn run(t: &Target, position: usize, seed: u64, knn: f64, linear: f64) -> Sto
         train_images: 10,
         onnx_parity_rel_diff: Some(0.0),
         finished_at: "unix:0".into(),
+        divergence_restarts: Vec::new(),
     };
     StoredRun {
         dir: format!("/results/t/{}/seed-{seed}", t.id).into(),

@@ -194,6 +194,10 @@ pub struct TrainSpec {
     pub deterministic: Option<bool>,
     /// `auto` (default: bf16 autocast on CUDA, fp32 on the CPU) or `fp32`.
     pub precision: Option<String>,
+    /// What a non-finite loss or gradient does: `{action: stop}` (default: the run ends as diverged)
+    /// or `{action: restart, lr_factor: 0.5, max_restarts: 2}` (back to the last checkpoint at a
+    /// lower rate, at most that many times, each restart recorded).
+    pub on_divergence: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
