@@ -2,7 +2,8 @@
 //! step (two views → ResNet-18 → projector → loss → backward → SGD) at the quick-start size
 //! (batch 256, 1×28×28, width 8, the quick-start views) and at the paper's CIFAR size (batch 128 and
 //! 512, 3×32×32, width 64, projector 2048-2048-64, the CIFAR views), the latter also without the
-//! views (fixed inputs, as `../shared/bench/official_step_bench.py` times the official code).
+//! views (fixed inputs, as `../shared/bench/official_step_bench.py` times the official code), and
+//! the quick-start step with the divergence watch that training keeps.
 //! Run: `cargo bench --bench train_step` (one group: `cargo bench --bench train_step -- paper_batch128`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -40,6 +41,20 @@ fn bench(c: &mut Criterion) {
             step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.1, 0, 1).expect("step")
         })
     });
+    // The same step with the divergence watch `train` keeps (its cost is the difference).
+    let mut watch = repro::train::DivergenceWatch::new(Device::Cpu);
+    g.bench_function("corinfomax_step_w8_watched", |b| {
+        b.iter(|| {
+            let (v1, v2) = two_views(&model, &x, &t, &norm).expect("views");
+            let out = step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.1, 0, 1).expect("step");
+            watch.note(0, &out);
+            out
+        })
+    });
+    // The watch alone, on one step's output: its absolute cost per step.
+    let (v1, v2) = two_views(&model, &x, &t, &norm).expect("views");
+    let out = step(&mut model, &mut opt, Precision::Fp32, &v1, &v2, 0.1, 0, 1).expect("step");
+    g.bench_function("divergence_watch_note", |b| b.iter(|| watch.note(0, &out)));
     g.finish();
     for batch in [128i64, 512] {
         paper(c, batch);
@@ -60,9 +75,7 @@ fn paper(c: &mut Criterion, batch: i64) {
     let mut g = c.benchmark_group(format!("paper_batch{batch}"));
     g.throughput(Throughput::Elements(batch as u64));
     g.sample_size(10);
-    g.bench_function("corinfomax_step_w64_fixed_inputs", |b| {
-        b.iter(|| step(&mut model, &mut opt, Precision::Fp32, &f1, &f2, 0.5, 0, 1).expect("step"))
-    });
+    g.bench_function("corinfomax_step_w64_fixed_inputs", |b| b.iter(|| step(&mut model, &mut opt, Precision::Fp32, &f1, &f2, 0.5, 0, 1).expect("step")));
     g.bench_function("corinfomax_step_w64_with_views", |b| {
         b.iter(|| {
             let (v1, v2) = two_views(&model, &x, &t, &norm).expect("views");

@@ -138,8 +138,6 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     let (device, device_note) = machine::select_device(args.device)?;
     let build = BuildInfo::current();
     let suite_dir = args.out.join(&plan.suite);
-    // The parent holds the folder's lock for its children.
-    let _lock = if args.child { None } else { Some(util::FolderLock::acquire(&suite_dir, &format!("repro run {}", args.suite.display()))?) };
     if !args.child {
         let n_runs: usize = targets.iter().map(|t| seeds_of(t).len()).sum();
         let on = match &device_note {
@@ -148,9 +146,6 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         };
         let each = if isolated { ", each run in its own process" } else { "" };
         eprintln!("repro {} ({}): suite {} ({} targets, {n_runs} runs), training on {on}{each}", build.version, build.label(), plan.suite, targets.len());
-        if let Some(h) = _lock.as_ref().and_then(|l| l.took_over.as_ref()) {
-            eprintln!("{}: took over the lock of {h}, which no longer holds it", suite_dir.display());
-        }
     }
 
     // Data problems are infrastructure errors (exit 2): resolve every dataset before training. A
@@ -165,6 +160,12 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     }
     if isolated {
         datasets.clear();
+    }
+    // The results folder's lock, from before its first write to the end (the parent holds it for
+    // its children).
+    let _lock = if args.child { None } else { Some(util::FolderLock::acquire(&suite_dir, &format!("repro run {}", args.suite.display()))?) };
+    if let Some(h) = _lock.as_ref().and_then(|l| l.took_over.as_ref()) {
+        eprintln!("{}: took over the lock of {h}, which no longer holds it", suite_dir.display());
     }
     // `data.image_size`: one resized copy per (dataset, side), made once (in each child when isolated).
     let mut resized: BTreeMap<(String, usize), Splits> = BTreeMap::new();
@@ -198,8 +199,15 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             let label = t.run_label(seed);
             let device_word = format!("{device:?}");
             let record = if isolated {
-                if !prepare(&config, &label, &dir, &suite_dir, args, &build)? {
-                    continue;
+                match prepare(&config, &label, &dir, &suite_dir, args, &build) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    // Records in the run's way: this run is refused, the others go on.
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("  {label} FAILED: {e:#}");
+                        continue;
+                    }
                 }
                 let (end, tail) = executor::run_child(&child_args(lock, args, t, seed))?;
                 if end.interrupted() {

@@ -174,23 +174,24 @@ impl std::error::Error for Diverged {}
 /// Steps between two reads of the divergence flag (one wait for the device each).
 const DIVERGENCE_CHECK_STEPS: usize = 50;
 
-/// The first non-finite step of an epoch, tracked on the device: the step, whether the loss (else a
-/// gradient) was non-finite, and the loss and terms at that step.
-struct FirstBad {
+/// The first non-finite step of an epoch, tracked on the device without waiting for it: the step,
+/// whether the loss (else a gradient) was non-finite, and the loss and terms at that step.
+pub struct DivergenceWatch {
     step: Tensor,
     loss_bad: Tensor,
     loss: Tensor,
     terms: std::collections::BTreeMap<String, Tensor>,
 }
 
-impl FirstBad {
-    fn new(device: Device) -> Self {
+impl DivergenceWatch {
+    pub fn new(device: Device) -> Self {
         let f = |v: f64| Tensor::full([], v, (Kind::Double, device));
         Self { step: f(-1.0), loss_bad: f(0.0), loss: f(0.0), terms: Default::default() }
     }
 
-    /// Notes step `s` of the epoch if it is the first non-finite one.
-    fn note(&mut self, s: usize, out: &Step) {
+    /// Notes step `s` of the epoch if it is the first non-finite one (a few scalar operations on
+    /// the device; nothing is read).
+    pub fn note(&mut self, s: usize, out: &Step) {
         let loss = out.loss.total.detach().to_kind(Kind::Double);
         let loss_bad = loss.isfinite().logical_not();
         let bad = match &out.grad_sum {
@@ -210,7 +211,7 @@ impl FirstBad {
     }
 
     /// The first non-finite step so far (one read of the device).
-    fn get(&self) -> Option<usize> {
+    pub fn first(&self) -> Option<usize> {
         let s = self.step.double_value(&[]);
         (s >= 0.0).then_some(s as usize)
     }
@@ -259,7 +260,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
         let zero = || Tensor::zeros([], (Kind::Double, device));
         let mut sum = zero();
         let mut term_sums: std::collections::BTreeMap<String, Tensor> = Default::default();
-        let mut bad = FirstBad::new(device);
+        let mut bad = DivergenceWatch::new(device);
         let mut diverged = None;
         let rate = |at: usize| optim::learning_rate(&t.train.schedule, at, total, steps_per_epoch, warmup, t.train.lr, t.train.min_lr) * progress.lr_scale;
         let mut lr = 0.0;
@@ -276,7 +277,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
             }
             bad.note(s, &out);
             if (s + 1) % DIVERGENCE_CHECK_STEPS == 0 || s + 1 == steps_per_epoch {
-                if let Some(first) = bad.get() {
+                if let Some(first) = bad.first() {
                     diverged = Some(first);
                     break;
                 }
