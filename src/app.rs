@@ -20,7 +20,7 @@ use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureKind, Keys
 use crate::{eval, executor, export, failure, gate, machine, methods, report, train, util, validate, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
-    failure::inject("@main")?;
+    failure::inject("@main", false)?;
     match cli.command {
         Command::Run(args) => run(&cli.lock, &args),
         Command::Validate(a) => validate::command(&cli.lock, &a),
@@ -167,6 +167,11 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     if let Some(h) = _lock.as_ref().and_then(|l| l.took_over.as_ref()) {
         eprintln!("{}: took over the lock of {h}, which no longer holds it", suite_dir.display());
     }
+    if !args.child {
+        // Tables and plots a killed run was writing (each run's folder is cleaned when it starts).
+        util::remove_stale_temp_files(&suite_dir);
+        util::remove_stale_temp_files(&suite_dir.join("plots"));
+    }
     // `data.image_size`: one resized copy per (dataset, side), made once (in each child when isolated).
     let mut resized: BTreeMap<(String, usize), Splits> = BTreeMap::new();
     for t in targets.iter().filter(|_| !isolated) {
@@ -209,18 +214,38 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
                         continue;
                     }
                 }
-                let (end, tail) = executor::run_child(&child_args(lock, args, t, seed))?;
+                let (end, tail) = match executor::run_child(&child_args(lock, args, t, seed)) {
+                    Ok(ended) => ended,
+                    // Its process could not start: this run fails, the others may still start.
+                    Err(e) => {
+                        record_failure(&dir, &config, &label, &failure::from_error(&config, &e, &device_word))?;
+                        failed += 1;
+                        continue;
+                    }
+                };
                 if end.interrupted() {
                     bail!("{label}: its process was {}; nothing was lost: the same command resumes it from its last checkpoint", end.describe());
                 }
-                let written = dir.read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run).and_then(|r| r.failure);
-                match (&end, written) {
+                let stored = dir.read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run);
+                match (&end, stored) {
                     (executor::End::Finished, _) => None,
-                    (executor::End::Exited(1), Some(_)) => {
+                    // Metrics are written last: a process that dies after them (a crash in a
+                    // library's exit handlers) has finished its run.
+                    (_, Some(r)) if r.finished() => {
+                        eprintln!("  {label}: its process ended ({}) after recording its metrics; the run stands", end.describe());
+                        None
+                    }
+                    (executor::End::Exited(1), Some(r)) if r.failure.is_some() => {
                         failed += 1; // the child printed and recorded why
                         None
                     }
-                    (_, written) => Some(failure::from_crash(&config, &end, tail, written, &device_word)),
+                    // It recorded its verdict (diverged, say), then died: the verdict stands, with how it died.
+                    (_, Some(r)) if r.failure.is_some() => r.failure.map(|mut f| {
+                        f.exit = Some(end.describe());
+                        f.log_tail = tail;
+                        f
+                    }),
+                    _ => Some(failure::from_crash(&config, &end, tail, &device_word)),
                 }
             } else {
                 let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
@@ -231,15 +256,14 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             };
             if let Some(f) = record {
                 failed += 1;
-                eprintln!("  {label} FAILED ({}): {}", f.kind.word(), f.error);
-                // A failure record goes only into a folder that holds this run.
-                if dir.read().ok().flatten().is_some_and(|r| r.config.keys.run == config.keys.run) {
-                    util::write_json(&dir.path("failure.json"), &f)?;
-                }
+                record_failure(&dir, &config, &label, &f)?;
             }
         }
     }
     if args.child {
+        for t in &targets {
+            failure::inject(&t.id, true)?;
+        }
         return Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success });
     }
 
@@ -263,6 +287,15 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     println!("{}", report::render(runs, &[], &build, report::Format::Terminal)?);
     eprintln!("tables written to {}/results.{{md,csv,tex}} and {} plot(s) to plots/ (SVG and PNG)", suite_dir.display(), plots.len());
     Ok(if failed > 0 || unfinished > 0 { Outcome::Failed } else { Outcome::Success })
+}
+
+/// Prints a run's failure and writes its `failure.json`, only into a folder that holds this run.
+fn record_failure(dir: &RunDir, config: &ConfigRecord, label: &str, f: &results::FailureRecord) -> Result<()> {
+    eprintln!("  {label} FAILED ({}): {}", f.kind.word(), f.error);
+    if dir.read().ok().flatten().is_some_and(|r| r.config.keys.run == config.keys.run) {
+        util::write_json(&dir.path("failure.json"), f)?;
+    }
+    Ok(())
 }
 
 /// The command line of the child process that runs `t` at `seed` alone: this command's flags,
@@ -383,7 +416,7 @@ fn run_one(config: &ConfigRecord, label: &str, splits: &Splits, dir: &RunDir, su
         return Ok(());
     }
     let (t, seed, device) = (&config.target, config.seed, at.device);
-    failure::inject(&t.id)?;
+    failure::inject(&t.id, false)?;
     machine::set_deterministic(t.train.deterministic)?;
     let precision = train::Precision::of(t, device);
     let started = Instant::now();

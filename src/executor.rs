@@ -63,12 +63,15 @@ pub fn signal_name(s: i32) -> &'static str {
 }
 
 /// Runs this binary with `args` (global flags and `run ... --child`), passing its stderr through;
-/// returns how it ended and its last [`TAIL_LINES`] lines of stderr.
+/// returns how it ended and its last [`TAIL_LINES`] lines of stderr. An error means the process
+/// could not be started (or waited for).
 pub fn run_child(args: &[OsString]) -> Result<(End, Vec<String>)> {
-    let exe = std::env::current_exe().context("cannot find the repro binary to start a run's process")?;
+    // This very binary, even when a rebuild has replaced or removed its file since it started.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
+    let exe = if exe.exists() { exe } else { std::env::current_exe().context("cannot find the repro binary to start a run's process")? };
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(&exe);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::piped());
+    cmd.arg0("repro").args(args).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::piped());
     // SAFETY: between fork and exec the closure calls only async-signal-safe functions (prctl,
     // getppid) and allocates nothing.
     unsafe {

@@ -5,9 +5,10 @@
 //! the child's last lines) or *failed* (any other error). A panic anywhere prints its message and
 //! location; `main` then exits 1 inside a run's process and 2 elsewhere, never 101.
 //!
-//! `REPRO_TEST_FAULT=<target id>:<segfault|abort|panic>[,...]` makes that target's run fail that
-//! way right after its folder is prepared (`@main` instead of an id: the command itself, before it
-//! starts): the tests' way to crash a run for real.
+//! `REPRO_TEST_FAULT=<target id>:<segfault|abort|panic>[_at_exit][,...]` makes that target's run
+//! fail that way right after its folder is prepared, or with `_at_exit` as its process ends after
+//! the run is recorded (`@main` instead of an id: the command itself, before it starts): the
+//! tests' way to crash a run for real.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -95,9 +96,8 @@ pub fn from_error(config: &ConfigRecord, err: &anyhow::Error, device: &str) -> F
     FailureRecord::new(&config.keys.run, FailureKind::Error, text)
 }
 
-/// The record of a run whose process ended (`end`) without writing one, or died by a signal
-/// after writing one (`written`, kept in the message); `tail` is its last lines.
-pub fn from_crash(config: &ConfigRecord, end: &End, tail: Vec<String>, written: Option<FailureRecord>, device: &str) -> FailureRecord {
+/// The record of a run whose process ended (`end`) without writing one; `tail` is its last lines.
+pub fn from_crash(config: &ConfigRecord, end: &End, tail: Vec<String>, device: &str) -> FailureRecord {
     let said = tail.iter().rev().find(|l| l.starts_with("error:") || l.starts_with("panic at")).cloned();
     let oom = tail.iter().any(|l| is_out_of_memory(l));
     let mut error = match end {
@@ -113,9 +113,6 @@ pub fn from_crash(config: &ConfigRecord, end: &End, tail: Vec<String>, written: 
     if let Some(s) = said {
         error += &format!(": {s}");
     }
-    if let Some(w) = written {
-        error += &format!(" (it had recorded: {})", w.error);
-    }
     // A SIGKILL is only probably the OOM killer: it stays `crashed`, its message says the rest.
     let kind = match end {
         _ if oom => FailureKind::OutOfMemory,
@@ -128,12 +125,14 @@ pub fn from_crash(config: &ConfigRecord, end: &End, tail: Vec<String>, written: 
     r
 }
 
-/// `REPRO_TEST_FAULT`: fails `target`'s run as asked (see the module header).
-pub fn inject(target: &str) -> anyhow::Result<()> {
+/// `REPRO_TEST_FAULT`: fails `target`'s run as asked (see the module header), at its start or,
+/// `at_exit`, as its process ends.
+pub fn inject(target: &str, at_exit: bool) -> anyhow::Result<()> {
     let Ok(spec) = std::env::var("REPRO_TEST_FAULT") else { return Ok(()) };
     for one in spec.split(',') {
-        let Some((id, how)) = one.split_once(':') else { anyhow::bail!("REPRO_TEST_FAULT={spec:?}: expected TARGET:segfault|abort|panic[,...]") };
-        if id != target {
+        let Some((id, how)) = one.split_once(':') else { anyhow::bail!("REPRO_TEST_FAULT={spec:?}: expected TARGET:segfault|abort|panic[_at_exit][,...]") };
+        let (how, late) = how.strip_suffix("_at_exit").map_or((how, false), |h| (h, true));
+        if id != target || late != at_exit {
             continue;
         }
         eprintln!("REPRO_TEST_FAULT: {how} in {target}");

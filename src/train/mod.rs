@@ -175,10 +175,12 @@ impl std::error::Error for Diverged {}
 const DIVERGENCE_CHECK_STEPS: usize = 50;
 
 /// The first non-finite step of an epoch, tracked on the device without waiting for it: the step,
-/// whether the loss (else a gradient) was non-finite, and the loss and terms at that step.
+/// what was non-finite (the loss, a gradient, or the parameters the step left), and the loss and
+/// terms at that step.
 pub struct DivergenceWatch {
     step: Tensor,
-    loss_bad: Tensor,
+    /// 0: a gradient, 1: the loss, 2: the parameters.
+    what: Tensor,
     loss: Tensor,
     terms: std::collections::BTreeMap<String, Tensor>,
 }
@@ -186,27 +188,47 @@ pub struct DivergenceWatch {
 impl DivergenceWatch {
     pub fn new(device: Device) -> Self {
         let f = |v: f64| Tensor::full([], v, (Kind::Double, device));
-        Self { step: f(-1.0), loss_bad: f(0.0), loss: f(0.0), terms: Default::default() }
+        Self { step: f(-1.0), what: f(0.0), loss: f(0.0), terms: Default::default() }
     }
 
     /// Notes step `s` of the epoch if it is the first non-finite one (a few scalar operations on
     /// the device; nothing is read).
     pub fn note(&mut self, s: usize, out: &Step) {
-        let loss = out.loss.total.detach().to_kind(Kind::Double);
-        let loss_bad = loss.isfinite().logical_not();
+        let loss_bad = out.loss.total.detach().isfinite().logical_not();
         let bad = match &out.grad_sum {
             Some(g) => loss_bad.logical_or(&g.isfinite().logical_not()),
             None => loss_bad.shallow_clone(),
         };
+        self.mark(s, &bad, &loss_bad.to_kind(Kind::Double), out);
+    }
+
+    /// Notes the epoch's last step `s` if it left a parameter non-finite with a finite loss and
+    /// gradient (the next step's loss would say so, but the last epoch has no next step).
+    pub fn note_parameters(&mut self, s: usize, out: &Step, params: &[Tensor]) {
+        let Some(sum) = params.iter().map(|p| p.detach().sum(Kind::Double)).reduce(|a, b| a + b) else { return };
+        let bad = sum.isfinite().logical_not();
+        self.mark(s, &bad, &bad.full_like(2.0).to_kind(Kind::Double), out);
+    }
+
+    fn mark(&mut self, s: usize, bad: &Tensor, what: &Tensor, out: &Step) {
         let first = bad.logical_and(&self.step.lt(0.0));
         let at = |new: &Tensor, old: &Tensor| new.where_self(&first, old);
         self.step = at(&self.step.full_like(s as f64), &self.step);
-        self.loss_bad = at(&loss_bad.to_kind(Kind::Double), &self.loss_bad);
-        self.loss = at(&loss, &self.loss);
+        self.what = at(what, &self.what);
+        self.loss = at(&out.loss.total.detach().to_kind(Kind::Double), &self.loss);
         for (k, v) in &out.loss.terms {
             let v = v.detach().to_kind(Kind::Double);
             let old = self.terms.remove(*k).unwrap_or_else(|| v.zeros_like());
             self.terms.insert((*k).to_owned(), at(&v, &old));
+        }
+    }
+
+    /// What was non-finite at the first such step.
+    fn what(&self) -> &'static str {
+        match self.what.double_value(&[]) as i64 {
+            1 => "loss",
+            2 => "parameters",
+            _ => "gradient",
         }
     }
 
@@ -276,6 +298,9 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
                 let _ = term_sums.entry((*k).to_owned()).or_insert_with(zero).g_add_(&v.detach().to_kind(Kind::Double));
             }
             bad.note(s, &out);
+            if s + 1 == steps_per_epoch {
+                bad.note_parameters(s, &out, &model.vs.trainable_variables());
+            }
             if (s + 1) % DIVERGENCE_CHECK_STEPS == 0 || s + 1 == steps_per_epoch {
                 if let Some(first) = bad.first() {
                     diverged = Some(first);
@@ -289,7 +314,7 @@ pub fn train(t: &Target, seed: u64, precision: Precision, model: &mut Model, dat
                 epoch: epoch + 1,
                 step_in_epoch: first + 1,
                 step: epoch * steps_per_epoch + first + 1,
-                what: if bad.loss_bad.double_value(&[]) > 0.0 { "loss".into() } else { "gradient".into() },
+                what: bad.what().into(),
                 loss: value(&bad.loss),
                 terms: bad.terms.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
                 lr: rate(epoch * steps_per_epoch + first),
@@ -394,4 +419,35 @@ fn write_log(path: &Path, logs: &[EpochLog]) -> Result<()> {
         buf.write_all(b"\n")?;
     }
     util::write_atomic(path, &buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(loss: f64, grad: f64) -> Step {
+        let total = Tensor::from(loss);
+        Step { loss: crate::methods::StepLoss { total: total.shallow_clone(), terms: vec![("align", total)] }, grad_sum: Some(Tensor::from(grad)) }
+    }
+
+    #[test]
+    fn the_watch_names_the_first_non_finite_step_and_what() {
+        let mut w = DivergenceWatch::new(Device::Cpu);
+        w.note(0, &out(1.0, 2.0));
+        assert_eq!(w.first(), None);
+        w.note(1, &out(1.0, f64::INFINITY));
+        w.note(2, &out(f64::NAN, 2.0));
+        assert_eq!((w.first(), w.what()), (Some(1), "gradient"));
+        let mut w = DivergenceWatch::new(Device::Cpu);
+        w.note(3, &out(f64::NAN, 2.0));
+        assert_eq!((w.first(), w.what(), w.loss.double_value(&[]).is_nan()), (Some(3), "loss", true));
+        // Finite loss and gradient, but the step left a parameter at infinity.
+        let mut w = DivergenceWatch::new(Device::Cpu);
+        let params = [Tensor::from_slice(&[1.0f32, 2.0]), Tensor::from_slice(&[f32::INFINITY])];
+        w.note(4, &out(0.5, 2.0));
+        w.note_parameters(4, &out(0.5, 2.0), &params[..1]);
+        assert_eq!(w.first(), None);
+        w.note_parameters(4, &out(0.5, 2.0), &params);
+        assert_eq!((w.first(), w.what(), w.loss.double_value(&[])), (Some(4), "parameters", 0.5));
+    }
 }

@@ -52,10 +52,7 @@ pub fn verdicts(current: &SuiteRecords, baseline: Option<&SuiteRecords>, toleran
     for r in &current.runs {
         let label = r.config.target.run_label(r.config.seed);
         if !r.finished() {
-            let why = r.failure.as_ref().map_or("failed: no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| {
-                let word = f.kind.word();
-                format!("{word}: {}", f.error.strip_prefix(word).map_or(f.error.as_str(), str::trim_start))
-            });
+            let why = r.failure.as_ref().map_or("failed: no metrics.json (interrupted? `repro run` resumes it)".to_owned(), |f| f.detail());
             out.push(Line::Fail(format!("{label}: {why}")));
         }
         if let Some(env) = r.env.as_ref().filter(|e| e.is_stale(build)) {

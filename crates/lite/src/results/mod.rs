@@ -191,15 +191,24 @@ impl FailureRecord {
     /// `failed`, `diverged`, `out of memory` or `crashed`, then the error's first sentence (at most
     /// 120 characters): a table's status cell. The whole error stays in the record.
     pub fn summary(&self) -> String {
-        let line = self.error.lines().next().unwrap_or("");
+        let line = self.said().lines().next().unwrap_or("");
         let sentence = line.split_once(". ").map_or(line, |(s, _)| s).trim_end_matches('.');
         let word = self.kind.word();
-        let sentence = sentence.strip_prefix(word).map_or(sentence, |s| s.trim_start_matches([':', ' ']));
         let mut short: String = sentence.chars().take(120).collect();
         if short.len() < sentence.len() {
             short.push('…');
         }
         format!("{word}: {short}")
+    }
+
+    /// The kind's word, then the whole error: the gate's line.
+    pub fn detail(&self) -> String {
+        format!("{}: {}", self.kind.word(), self.said())
+    }
+
+    /// The error without a leading repeat of the kind's word.
+    fn said(&self) -> &str {
+        self.error.strip_prefix(self.kind.word()).map_or(self.error.as_str(), |s| s.trim_start_matches([':', ' ']))
     }
 }
 
@@ -237,7 +246,8 @@ pub struct Divergence {
     pub epoch: usize,
     pub step_in_epoch: usize,
     pub step: usize,
-    /// `loss` (the objective was non-finite) or `gradient` (the loss was finite, a gradient was not).
+    /// `loss` (the objective was non-finite), `gradient` (the loss was finite, a gradient was not)
+    /// or `parameters` (both finite, but the epoch's last step left a parameter non-finite).
     pub what: String,
     pub loss: serde_json::Value,
     pub terms: BTreeMap<String, serde_json::Value>,
