@@ -207,7 +207,7 @@ impl DivergenceWatch {
     pub fn note_parameters(&mut self, s: usize, out: &Step, params: &[Tensor]) {
         let Some(sum) = params.iter().map(|p| p.detach().sum(Kind::Double)).reduce(|a, b| a + b) else { return };
         let bad = sum.isfinite().logical_not();
-        self.mark(s, &bad, &bad.full_like(2.0).to_kind(Kind::Double), out);
+        self.mark(s, &bad, &sum.full_like(2.0), out);
     }
 
     fn mark(&mut self, s: usize, bad: &Tensor, what: &Tensor, out: &Step) {
