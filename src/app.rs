@@ -13,11 +13,11 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Device;
 
-use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, Isolation, LossArgs, PlanArgs, RunArgs, ScheduleArg};
+use crate::cli::{BenchArgs, Cli, Command, DistanceArg, EvalArgs, Executor, Isolation, LossArgs, PlanArgs, RunArgs, ScheduleArg};
 use crate::data::{self, augment::Normalize, fetch::FetchOptions, Splits};
 use crate::plan::{self, Plan, Target};
 use crate::results::{self, BuildInfo, ConfigRecord, EnvRecord, FailureKind, Keys, Metric, MetricKind, MetricsRecord, RunDir};
-use crate::{eval, executor, export, failure, gate, machine, methods, report, train, util, validate, Outcome};
+use crate::{eval, executor, export, failure, gate, machine, methods, report, slurm, train, util, validate, Outcome};
 
 pub fn main(cli: Cli) -> Result<Outcome> {
     failure::inject("@main", false)?;
@@ -30,6 +30,7 @@ pub fn main(cli: Cli) -> Result<Outcome> {
         Command::Eval(args) => eval_file(&cli.lock, &args),
         Command::Report(a) => report::command(&a),
         Command::Gate(a) => gate::command(&a),
+        Command::Status(a) => crate::status::command(&a.dir),
         Command::Loss(args) => loss(&args),
         Command::Env { json } => env_command(json),
         Command::Methods => {
@@ -130,16 +131,31 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     if let Some(s) = args.seeds.iter().find(|s| !targets.iter().any(|t| t.train.seeds.contains(s))) {
         bail!("--seed {s}: no selected target has it in train.seeds (they have {:?})", targets.iter().map(|t| &t.train.seeds).collect::<Vec<_>>());
     }
-    let seeds_of = |t: &Target| -> Vec<u64> { t.train.seeds.iter().copied().filter(|s| args.seeds.is_empty() || args.seeds.contains(s)).collect() };
     let isolated = args.isolation == Isolation::Process && !args.child;
     if args.child {
         failure::set_in_run_process();
     }
-    let (device, device_note) = machine::select_device(args.device)?;
     let build = BuildInfo::current();
     let suite_dir = args.out.join(&plan.suite);
-    if !args.child {
-        let n_runs: usize = targets.iter().map(|t| seeds_of(t).len()).sum();
+    let planned = planned_runs(&plan, &lockfile, &targets, &args.seeds)?;
+    if args.tables_only {
+        let _lock = util::FolderLock::acquire(&suite_dir, &format!("repro run {} (tables)", args.suite.display()))?;
+        let unfinished = write_tables(&plan.suite, &suite_dir, &planned, &build)?;
+        return Ok(if unfinished > 0 { Outcome::Failed } else { Outcome::Success });
+    }
+    if args.executor == Executor::Local {
+        if let Some(flag) = args.slurm.first_given() {
+            bail!("{flag} is a Slurm option: add --executor slurm to submit the runs to Slurm, or leave it out to run them here");
+        }
+    }
+    if args.executor == Executor::Slurm && (args.child || args.array_task) {
+        bail!("--executor slurm submits runs; a run's own process runs with --executor local");
+    }
+    let slurm = args.executor == Executor::Slurm;
+    // The submitting machine need not have the runs' GPUs.
+    let (device, device_note) = if slurm { (Device::Cpu, None) } else { machine::select_device(args.device)? };
+    if !args.child && !slurm {
+        let n_runs = planned.len();
         let on = match &device_note {
             Some(why) => format!("the CPU ({why})"),
             None => format!("{device:?}"),
@@ -158,16 +174,19 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
             datasets.insert(t.dataset.clone(), splits);
         }
     }
-    if isolated {
+    if isolated || slurm {
         datasets.clear();
     }
+    if slurm {
+        return submit_to_slurm(lock, args, &plan, &planned, &suite_dir);
+    }
     // The results folder's lock, from before its first write to the end (the parent holds it for
-    // its children).
-    let _lock = if args.child { None } else { Some(util::FolderLock::acquire(&suite_dir, &format!("repro run {}", args.suite.display()))?) };
+    // its children). An array task shares the folder with the other tasks: it locks its run only.
+    let _lock = if args.child || args.array_task { None } else { Some(util::FolderLock::acquire(&suite_dir, &format!("repro run {}", args.suite.display()))?) };
     if let Some(h) = _lock.as_ref().and_then(|l| l.took_over.as_ref()) {
         eprintln!("{}: took over the lock of {h}, which no longer holds it", suite_dir.display());
     }
-    if !args.child {
+    if _lock.is_some() {
         // Tables and plots a killed run was writing (each run's folder is cleaned when it starts).
         util::remove_stale_temp_files(&suite_dir);
         util::remove_stale_temp_files(&suite_dir.join("plots"));
@@ -185,11 +204,103 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
     }
 
     let mut failed = 0;
-    let mut wanted = Vec::new();
-    for t in &targets {
+    let mut elsewhere = 0;
+    for (t, config) in &planned {
+        let (t, seed) = (*t, config.seed);
+        let config = config.clone();
+        let dir = RunDir::new(&args.out, &plan.suite, t, seed);
+        let label = t.run_label(seed);
+        let device_word = format!("{device:?}");
+        // The run's lock, held while it runs (by the parent for its child): a run another
+        // process (a Slurm task, another suite's runner) is running is left to it.
+        let _run_lock = if args.child {
+            None
+        } else {
+            match util::FolderLock::acquire_file(&results::run_lock(&suite_dir, &t.id, seed), &format!("repro run {} --target {} --seed {seed}", args.suite.display(), t.id)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    elsewhere += 1;
+                    eprintln!("  {label}: left alone, it is running elsewhere: {e:#}");
+                    continue;
+                }
+            }
+        };
+        let record = if isolated {
+            match prepare(&config, &label, &dir, &suite_dir, args, &build) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // Records in the run's way: this run is refused, the others go on.
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("  {label} FAILED: {e:#}");
+                    continue;
+                }
+            }
+            let (end, tail) = match executor::run_child(&child_args(lock, args, t, seed)) {
+                Ok(ended) => ended,
+                // Its process could not start: this run fails, the others may still start.
+                Err(e) => {
+                    record_failure(&dir, &config, &label, &failure::from_error(&config, &e, &device_word))?;
+                    failed += 1;
+                    continue;
+                }
+            };
+            if end.interrupted() {
+                bail!("{label}: its process was {}; nothing was lost: the same command resumes it from its last checkpoint", end.describe());
+            }
+            let stored = dir.read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run);
+            match (&end, stored) {
+                (executor::End::Finished, _) => None,
+                // Metrics are written last: a process that dies after them (a crash in a
+                // library's exit handlers) has finished its run.
+                (_, Some(r)) if r.finished() => {
+                    eprintln!("  {label}: its process ended ({}) after recording its metrics; the run stands", end.describe());
+                    None
+                }
+                (executor::End::Exited(1), Some(r)) if r.failure.is_some() => {
+                    failed += 1; // the child printed and recorded why
+                    None
+                }
+                // It recorded its verdict (diverged, say), then died: the verdict stands, with how it died.
+                (_, Some(r)) if r.failure.is_some() => r.failure.map(|mut f| {
+                    f.exit = Some(end.describe());
+                    f.log_tail = tail;
+                    f
+                }),
+                _ => Some(failure::from_crash(&config, &end, tail, &device_word)),
+            }
+        } else {
+            let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
+            let at = Placement { device, note: device_note.clone() };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, &at, args, &build)))
+                .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", failure::take_panic(&*panic))));
+            result.err().map(|e| failure::from_error(&config, &e, &device_word))
+        };
+        if let Some(f) = record {
+            failed += 1;
+            record_failure(&dir, &config, &label, &f)?;
+        }
+    }
+    if args.child || args.array_task {
+        for t in targets.iter().filter(|_| args.child) {
+            failure::inject(&t.id, true)?;
+        }
+        return Ok(if failed + elsewhere > 0 { Outcome::Failed } else { Outcome::Success });
+    }
+    let unfinished = write_tables(&plan.suite, &suite_dir, &planned, &build)?;
+    if elsewhere > 0 {
+        eprintln!("{elsewhere} run(s) were running elsewhere; `repro status {}` follows them", suite_dir.display());
+    }
+    Ok(if failed > 0 || unfinished > 0 { Outcome::Failed } else { Outcome::Success })
+}
+
+/// Each selected run (a target at a seed) with the record of its configuration.
+fn planned_runs<'a>(plan: &Plan, lockfile: &repro_lite::lock::Lock, targets: &[&'a Target], seeds: &[u64]) -> Result<Vec<(&'a Target, ConfigRecord)>> {
+    let mut out = Vec::new();
+    for t in targets {
         let position = plan.targets.iter().position(|p| p.id == t.id).unwrap_or(0);
         let dataset_hash = lockfile.get(&t.dataset)?.content_hash();
-        for seed in seeds_of(t) {
+        for seed in t.train.seeds.iter().copied().filter(|s| seeds.is_empty() || seeds.contains(s)) {
             let config = ConfigRecord {
                 schema_version: results::SCHEMA_VERSION,
                 suite: plan.suite.clone(),
@@ -199,94 +310,35 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
                 keys: Keys::new(t, seed, &dataset_hash)?,
                 target: (*t).clone(),
             };
-            wanted.push((t.id.clone(), seed, config.keys.run.clone()));
-            let dir = RunDir::new(&args.out, &plan.suite, t, seed);
-            let label = t.run_label(seed);
-            let device_word = format!("{device:?}");
-            let record = if isolated {
-                match prepare(&config, &label, &dir, &suite_dir, args, &build) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    // Records in the run's way: this run is refused, the others go on.
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("  {label} FAILED: {e:#}");
-                        continue;
-                    }
-                }
-                let (end, tail) = match executor::run_child(&child_args(lock, args, t, seed)) {
-                    Ok(ended) => ended,
-                    // Its process could not start: this run fails, the others may still start.
-                    Err(e) => {
-                        record_failure(&dir, &config, &label, &failure::from_error(&config, &e, &device_word))?;
-                        failed += 1;
-                        continue;
-                    }
-                };
-                if end.interrupted() {
-                    bail!("{label}: its process was {}; nothing was lost: the same command resumes it from its last checkpoint", end.describe());
-                }
-                let stored = dir.read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run);
-                match (&end, stored) {
-                    (executor::End::Finished, _) => None,
-                    // Metrics are written last: a process that dies after them (a crash in a
-                    // library's exit handlers) has finished its run.
-                    (_, Some(r)) if r.finished() => {
-                        eprintln!("  {label}: its process ended ({}) after recording its metrics; the run stands", end.describe());
-                        None
-                    }
-                    (executor::End::Exited(1), Some(r)) if r.failure.is_some() => {
-                        failed += 1; // the child printed and recorded why
-                        None
-                    }
-                    // It recorded its verdict (diverged, say), then died: the verdict stands, with how it died.
-                    (_, Some(r)) if r.failure.is_some() => r.failure.map(|mut f| {
-                        f.exit = Some(end.describe());
-                        f.log_tail = tail;
-                        f
-                    }),
-                    _ => Some(failure::from_crash(&config, &end, tail, &device_word)),
-                }
-            } else {
-                let splits = t.data.image_size.and_then(|s| resized.get(&(t.dataset.clone(), s))).unwrap_or(&datasets[&t.dataset]);
-                let at = Placement { device, note: device_note.clone() };
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(&config, &label, splits, &dir, &suite_dir, &at, args, &build)))
-                    .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", failure::take_panic(&*panic))));
-                result.err().map(|e| failure::from_error(&config, &e, &device_word))
-            };
-            if let Some(f) = record {
-                failed += 1;
-                record_failure(&dir, &config, &label, &f)?;
-            }
+            out.push((*t, config));
         }
     }
-    if args.child {
-        for t in &targets {
-            failure::inject(&t.id, true)?;
-        }
-        return Ok(if failed > 0 { Outcome::Failed } else { Outcome::Success });
-    }
+    Ok(out)
+}
 
-    let records = results::load_suite_dir(&suite_dir)?;
+/// Writes the suite's tables (results.{md,csv,tex}, plots) from the records of the `planned`
+/// runs and prints the terminal table; returns how many of them have no metrics.
+fn write_tables(suite: &str, suite_dir: &Path, planned: &[(&Target, ConfigRecord)], build: &BuildInfo) -> Result<usize> {
+    let records = results::load_suite_dir(suite_dir)?;
     for p in &records.problems {
         eprintln!("warning: {p}");
     }
-    let is = |r: &results::StoredRun, (id, seed, key): &(String, u64, String)| r.config.target.id == *id && r.config.seed == *seed && r.config.keys.run == *key;
-    let runs: Vec<_> = records.runs.into_iter().filter(|r| wanted.iter().any(|w| is(r, w))).collect();
+    let is = |r: &results::StoredRun, c: &ConfigRecord| r.config.target.id == c.target.id && r.config.seed == c.seed && r.config.keys.run == c.keys.run;
+    let runs: Vec<_> = records.runs.into_iter().filter(|r| planned.iter().any(|(_, c)| is(r, c))).collect();
     // Any run without metrics (failed now, diverged earlier, its folder refused) fails the command.
-    let unfinished = wanted.iter().filter(|w| !runs.iter().any(|r| is(r, w) && r.finished())).count();
+    let unfinished = planned.iter().filter(|(_, c)| !runs.iter().any(|r| is(r, c) && r.finished())).count();
     // The plots first, so that results.md never links a file that is not there.
-    let suites = [(plan.suite.clone(), runs)];
-    let plots = report::plot::write_all(&suites, &build, &suite_dir.join("plots"))?;
+    let suites = [(suite.to_owned(), runs)];
+    let plots = report::plot::write_all(&suites, build, &suite_dir.join("plots"))?;
     let runs = &suites[0].1;
-    let mut md = report::render(runs, &[], &build, report::Format::Md)?;
+    let mut md = report::render(runs, &[], build, report::Format::Md)?;
     md += &report::plot::links(&plots, "plots/");
     util::write_atomic(&suite_dir.join("results.md"), md.as_bytes())?;
-    util::write_atomic(&suite_dir.join("results.csv"), report::render(runs, &[], &build, report::Format::Csv)?.as_bytes())?;
-    util::write_atomic(&suite_dir.join("results.tex"), report::render(runs, &[], &build, report::Format::Latex)?.as_bytes())?;
-    println!("{}", report::render(runs, &[], &build, report::Format::Terminal)?);
+    util::write_atomic(&suite_dir.join("results.csv"), report::render(runs, &[], build, report::Format::Csv)?.as_bytes())?;
+    util::write_atomic(&suite_dir.join("results.tex"), report::render(runs, &[], build, report::Format::Latex)?.as_bytes())?;
+    println!("{}", report::render(runs, &[], build, report::Format::Terminal)?);
     eprintln!("tables written to {}/results.{{md,csv,tex}} and {} plot(s) to plots/ (SVG and PNG)", suite_dir.display(), plots.len());
-    Ok(if failed > 0 || unfinished > 0 { Outcome::Failed } else { Outcome::Success })
+    Ok(unfinished)
 }
 
 /// Prints a run's failure and writes its `failure.json`, only into a folder that holds this run.
@@ -298,26 +350,140 @@ fn record_failure(dir: &RunDir, config: &ConfigRecord, label: &str, f: &results:
     Ok(())
 }
 
-/// The command line of the child process that runs `t` at `seed` alone: this command's flags,
-/// narrowed to that run.
-fn child_args(lock: &Path, args: &RunArgs, t: &Target, seed: u64) -> Vec<std::ffi::OsString> {
-    let mut a: Vec<std::ffi::OsString> = vec!["--lock".into(), lock.into(), "run".into(), args.suite.clone().into()];
-    for (flag, value) in [("--target", t.id.clone()), ("--seed", seed.to_string()), ("--device", args.device.word().into())] {
-        a.push(flag.into());
-        a.push(value.into());
-    }
-    a.push("--out".into());
-    a.push(args.out.clone().into());
+/// This command's flags for a process that runs some of its runs (a child, a Slurm task): the
+/// lock, suite, device, results root, `--set`s and record policies.
+fn run_flags(lock: &Path, suite: &Path, out: &Path, args: &RunArgs) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["--lock".into(), lock.into(), "run".into(), suite.into(), "--device".into(), args.device.word().into(), "--out".into(), out.into()];
     for s in &args.set {
         a.push("--set".into());
         a.push(s.into());
     }
-    for (on, flag) in [(args.rerun_stale, "--rerun-stale"), (args.move_aside, "--move-aside"), (true, "--child")] {
+    for (on, flag) in [(args.rerun_stale, "--rerun-stale"), (args.move_aside, "--move-aside")] {
         if on {
             a.push(flag.into());
         }
     }
     a
+}
+
+/// The command line of the child process that runs `t` at `seed` alone: this command's flags,
+/// narrowed to that run.
+fn child_args(lock: &Path, args: &RunArgs, t: &Target, seed: u64) -> Vec<std::ffi::OsString> {
+    let mut a = run_flags(lock, &args.suite, &args.out, args);
+    for w in ["--target", &t.id, "--seed", &seed.to_string(), "--child"] {
+        a.push(w.into());
+    }
+    a
+}
+
+/// Submits the `planned` runs that are not finished, running or queued as a Slurm job array,
+/// and the job that renders the tables and the gate after it (`--dry-run`: writes the scripts only).
+fn submit_to_slurm(lock: &Path, args: &RunArgs, plan: &Plan, planned: &[(&Target, ConfigRecord)], suite_dir: &Path) -> Result<Outcome> {
+    let _lock = util::FolderLock::acquire(suite_dir, &format!("repro run {} --executor slurm", args.suite.display()))?;
+    let build = BuildInfo::current();
+    let subs = slurm::submissions(suite_dir)?;
+    let squeue = slurm::task_states();
+    let queued = slurm::latest_tasks(&subs, squeue.as_ref());
+    let mut tasks = Vec::new();
+    for (t, config) in planned {
+        let label = t.run_label(config.seed);
+        let stored = RunDir::new(&args.out, &plan.suite, t, config.seed).read().ok().flatten().filter(|r| r.config.keys.run == config.keys.run);
+        let stale = stored.as_ref().and_then(|r| r.env.as_ref()).is_some_and(|e| e.is_stale(&build));
+        let why_not = if stored.as_ref().is_some_and(|r| r.finished()) && !(stale && args.rerun_stale) {
+            Some("finished earlier".to_owned())
+        } else if stored.as_ref().and_then(|r| r.failure.as_ref()).is_some_and(|f| f.kind == FailureKind::Diverged) {
+            Some("diverged earlier (a verdict; another train.lr or train.on_divergence is another run)".to_owned())
+        } else if let Some(h) = util::FolderLock::holder(&results::run_lock(suite_dir, &t.id, config.seed)) {
+            Some(format!("running now ({h})"))
+        } else if let Some((job, Some(state))) = queued.get(&(t.id.clone(), config.seed)).filter(|(_, s)| s.as_deref().is_some_and(slurm::alive)) {
+            Some(format!("already in Slurm's queue as job {job} ({})", state.to_lowercase()))
+        } else {
+            None
+        };
+        match why_not {
+            Some(why) => eprintln!("  {label}: {why}; not submitted"),
+            None => tasks.push(slurm::Task { target: t.id.clone(), seed: config.seed }),
+        }
+    }
+    if tasks.is_empty() {
+        eprintln!("nothing to submit: every selected run is finished, running or queued (`repro status {}`)", suite_dir.display());
+        return Ok(Outcome::Success);
+    }
+    let text = |p: std::ffi::OsString| p.into_string().map_err(|p| anyhow!("{}: a path that is not UTF-8 cannot be written into an sbatch script", p.to_string_lossy()));
+    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()));
+    let words = |v: Vec<std::ffi::OsString>| v.into_iter().map(text).collect::<Result<Vec<String>>>();
+    let (lock_abs, suite_abs, out_abs) = (absolute(lock)?, absolute(&args.suite)?, absolute(&args.out)?);
+    let mut task_args = words(run_flags(&lock_abs, &suite_abs, &out_abs, args))?;
+    task_args.extend(["--isolation".into(), if args.isolation == Isolation::Process { "process" } else { "none" }.into(), "--array-task".into()]);
+    let mut tables_args = words(run_flags(&lock_abs, &suite_abs, &out_abs, args))?;
+    for id in &args.targets {
+        tables_args.extend(["--target".into(), id.clone()]);
+    }
+    for s in &args.seeds {
+        tables_args.extend(["--seed".into(), s.to_string()]);
+    }
+    tables_args.push("--tables-only".into());
+    let inv = slurm::Invocation {
+        // The binary the tasks run: this one, by its path (it must be reachable from the nodes).
+        program: std::env::current_exe().context("cannot find the repro binary to name in the sbatch script")?,
+        workdir: std::env::current_dir().context("cannot read the current folder")?,
+        args: task_args,
+        tables_args,
+        gate_args: vec!["gate".into(), text(absolute(suite_dir)?.into_os_string())?],
+    };
+    let a = &args.slurm;
+    let opts = slurm::Options {
+        partition: a.partition.clone(),
+        account: a.account.clone(),
+        gpus_per_task: a.gpus_per_task,
+        cpus_per_task: a.cpus_per_task,
+        mem: a.mem.clone(),
+        time: a.time.clone(),
+        array_limit: a.array_limit,
+        signal_grace: a.signal_grace,
+        extra: a.sbatch_args.clone(),
+    };
+    let dir = suite_dir.join(slurm::DIR);
+    let logs = absolute(&dir.join("logs"))?;
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let n = subs.len() + 1;
+    let (script, after) = (dir.join(format!("array-{n}.sbatch")), dir.join(format!("tables-{n}.sbatch")));
+    util::write_atomic(&script, slurm::array_script(&plan.suite, &tasks, &inv, &opts, &logs)?.as_bytes())?;
+    util::write_atomic(&after, slurm::after_script(&plan.suite, &inv, &opts, &logs).as_bytes())?;
+    let listed = tasks.iter().map(|t| format!("{} seed {}", t.target, t.seed)).collect::<Vec<_>>().join(", ");
+    if a.dry_run {
+        println!("{}", script.display());
+        eprintln!(
+            "wrote {} ({} runs: {listed}) and {}; not submitted (--dry-run). Submit them with
+  id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
+            script.display(),
+            tasks.len(),
+            after.display(),
+            script.display(),
+            after.display()
+        );
+        return Ok(Outcome::Success);
+    }
+    let array_job = slurm::sbatch(&script, &[])?;
+    let mut sub = slurm::Submission { submitted: unix_now(), array_job: array_job.clone(), tables_job: String::new(), script: format!("{}/array-{n}.sbatch", slurm::DIR), tasks };
+    let tables = slurm::sbatch(&after, &[format!("--dependency=afterany:{array_job}")]);
+    if let Ok(id) = &tables {
+        sub.tables_job = id.clone();
+    }
+    slurm::record(suite_dir, &sub)?;
+    let tables_job = tables.with_context(|| format!("the runs were submitted as job array {array_job}, but the job for the tables after them was not: run `repro run {} --out {}` with the same flags once they end, or `repro report`", args.suite.display(), args.out.display()))?;
+    println!("{array_job}");
+    eprintln!(
+        "submitted {} runs ({listed}) as Slurm job array {array_job}, and job {tables_job} for the tables and the gate after it; scripts in {}. `repro status {}` shows each run; the same command submits again only what is not done",
+        sub.tasks.len(),
+        dir.display(),
+        suite_dir.display()
+    );
+    Ok(Outcome::Success)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The files a run keeps when only its evaluation protocol changed.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use repro_lite::cli::{GateArgs, ReportArgs, ValidateArgs};
+pub use repro_lite::cli::{GateArgs, ReportArgs, StatusArgs, ValidateArgs};
 
 /// Reproduce self-supervised-learning papers: train with libtorch, export to ONNX, evaluate through
 /// ONNX Runtime with one k-NN and linear-probe protocol, and gate the numbers in CI.
@@ -63,6 +63,9 @@ pub enum Command {
     /// Turn a results folder into a CI verdict: exit 1 when a target failed, a verified paper
     /// number is missed beyond its tolerance, or a metric fell below the baseline.
     Gate(GateArgs),
+    /// Show each run of a results folder: done, running (its Slurm job and epoch), failed (the
+    /// record's reason), interrupted or pending; from the records, the runs' locks and `squeue`.
+    Status(StatusArgs),
     /// Evaluate one method's objective on given embeddings and print it as JSON.
     Loss(LossArgs),
     /// Time one suite target on this machine, stage by stage, on synthetic data of its shapes:
@@ -118,6 +121,81 @@ pub struct RunArgs {
     /// folder lock, which the parent holds; no tables; exit 1 on any failure).
     #[arg(long, hide = true)]
     pub child: bool,
+    /// `local`: run here, one run after another. `slurm`: write a job array (one task per run)
+    /// and a dependent job for the tables and gate to OUT/<suite>/slurm/, submit them with
+    /// sbatch, and return (`repro status OUT/<suite>` follows them).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+    /// Internal: this process is one task of a Slurm job array: it locks its run only (the other
+    /// tasks share the results folder) and writes no tables.
+    #[arg(long, hide = true)]
+    pub array_task: bool,
+    /// Internal: only render the tables of the selected runs from their records (the Slurm
+    /// array's dependent job).
+    #[arg(long, hide = true)]
+    pub tables_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// `sbatch` options for `--executor slurm` (unset: the cluster's defaults).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm)")]
+pub struct SlurmArgs {
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// GPUs for each run (sets CUDA_VISIBLE_DEVICES there).
+    #[arg(long, value_name = "N")]
+    pub gpus_per_task: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory for each run, as sbatch takes it (`32G`).
+    #[arg(long, value_name = "M")]
+    pub mem: Option<String>,
+    /// Time limit of each run, as sbatch takes it (`1-00:00:00`). A run near it stops at its
+    /// last checkpoint and requeues itself (see --signal-grace).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// At most K runs at once.
+    #[arg(long, value_name = "K")]
+    pub array_limit: Option<u32>,
+    /// Any other sbatch option, as written (`--sbatch-arg=--qos=high`; repeatable).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Seconds before the time limit at which a run is stopped and its task requeued.
+    #[arg(long, value_name = "S", default_value = "120")]
+    pub signal_grace: u32,
+    /// Write the scripts without submitting them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl SlurmArgs {
+    /// The first Slurm option given, by its flag (they mean nothing to the local executor).
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.partition.is_some(), "--partition"),
+            (self.account.is_some(), "--account"),
+            (self.gpus_per_task.is_some(), "--gpus-per-task"),
+            (self.cpus_per_task.is_some(), "--cpus-per-task"),
+            (self.mem.is_some(), "--mem"),
+            (self.time.is_some(), "--time"),
+            (self.array_limit.is_some(), "--array-limit"),
+            (!self.sbatch_args.is_empty(), "--sbatch-arg"),
+            (self.signal_grace != 120, "--signal-grace"),
+            (self.dry_run, "--dry-run"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -19,7 +19,7 @@ pub mod methods;
 pub mod nn;
 pub mod train;
 
-pub use repro_lite::{gate, plan, report, results, suite, util, validate, verdict, Outcome};
+pub use repro_lite::{gate, plan, report, results, slurm, status, suite, util, validate, verdict, Outcome};
 
 /// Serialises unit tests that draw from libtorch's one global generator, so a test that seeds it
 /// is not disturbed by another test drawing numbers on a parallel thread.

@@ -1,4 +1,4 @@
-//! The arguments of the commands that need no libtorch (`validate`, `report`, `gate`), shared by
+//! The arguments of the commands that need no libtorch (`validate`, `report`, `gate`, `status`), shared by
 //! `repro` and `repro-lite` so both accept the same flags, and `repro-lite`'s own command line.
 
 use std::path::PathBuf;
@@ -61,6 +61,12 @@ pub struct GateArgs {
     pub require_baseline: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A suite's results folder (reports/<suite>).
+    pub dir: PathBuf,
+}
+
 /// repro-lite: validate suites, render reports and gate results from stored JSON, on a machine
 /// without libtorch or ONNX Runtime (the training commands are in `repro`).
 ///
@@ -85,4 +91,7 @@ pub enum LiteCommand {
     /// Turn a results folder into a CI verdict: exit 1 when a target failed, a verified paper
     /// number is missed beyond its tolerance, or a metric fell below the baseline.
     Gate(GateArgs),
+    /// Show each run of a results folder: done, running (its Slurm job and epoch), failed (the
+    /// record's reason), interrupted or pending; from the records, the runs' locks and `squeue`.
+    Status(StatusArgs),
 }

@@ -1,6 +1,6 @@
 //! repro-lite: everything of repro that reads and writes stored JSON and YAML, with no libtorch or
 //! ONNX Runtime: suites and their validation against `datasets.lock`, run records, verdicts,
-//! reports (tables, plots) and the CI gate. The `repro` crate re-exports these modules and adds
+//! reports (tables, plots), the CI gate, and the Slurm executor's scripts and `repro status`. The `repro` crate re-exports these modules and adds
 //! training, export and evaluation; the `repro-lite` binary validates, reports and gates on a
 //! machine that has neither library. Data flows suite → plan → results → verdict → report → gate.
 
@@ -10,6 +10,8 @@ pub mod lock;
 pub mod plan;
 pub mod report;
 pub mod results;
+pub mod slurm;
+pub mod status;
 pub mod suite;
 pub mod util;
 pub mod validate;

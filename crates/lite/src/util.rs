@@ -77,35 +77,81 @@ impl FolderLock {
 
     /// Takes the lock of `dir` (created if absent), or fails at once naming the process holding it.
     pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
-        use std::io::{Read, Seek, Write};
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
-        let path = dir.join(Self::FILE);
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut holder = String::new();
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process (it has not written its name yet)" } else { holder };
+        match Self::try_acquire(&dir.join(Self::FILE), what)? {
+            Ok(lock) => Ok(lock),
+            Err(holder) => {
                 anyhow::bail!(
                     "{} is in use by {holder}: two runs on one results folder would write over each other. Wait for it to finish, stop it, or use another --out",
                     dir.display()
-                );
+                )
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
-        let _ = file.read_to_string(&mut holder);
+    }
+
+    /// Takes the lock file `path` (created if absent, with its folder), or fails naming the
+    /// process holding it.
+    pub fn acquire_file(path: &Path, what: &str) -> Result<Self> {
+        match Self::try_acquire(path, what)? {
+            Ok(lock) => Ok(lock),
+            Err(holder) => anyhow::bail!("{} is held by {holder}", path.display()),
+        }
+    }
+
+    /// The lock, or who holds it (`Err` inside); the outer error is the file system's.
+    fn try_acquire(path: &Path, what: &str) -> Result<std::result::Result<Self, String>> {
+        use std::io::{Read, Seek, Write};
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create folder {}", d.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut holder = String::new();
+        // A holder that has not written its name yet may be `holder()` looking, for an instant.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    holder.clear();
+                    let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
+                    if holder.trim().is_empty() && tries < 20 {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(25));
+                        continue;
+                    }
+                    let holder = holder.trim();
+                    return Ok(Err(if holder.is_empty() { "another process (it has not written its name yet)".into() } else { holder.to_owned() }));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
+            }
+        }
+        holder.clear();
+        let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
         let took_over = Some(holder.trim().to_owned()).filter(|h| !h.is_empty());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let me = format!("{what} (pid {} on {}, since unix:{since})\n", std::process::id(), host.trim());
+        let slurm = std::env::var("SLURM_JOB_ID").map(|j| format!(", Slurm job {j}")).unwrap_or_default();
+        let me = format!("{what} (pid {} on {}{slurm}, since unix:{since})\n", std::process::id(), host.trim());
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(me.as_bytes()))
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Self { _file: file, path, took_over })
+        Ok(Ok(Self { _file: file, path: path.to_owned(), took_over }))
+    }
+
+    /// Who holds the lock file `path` now, without taking it (a shared probe, let go at once):
+    /// `None` when nobody does.
+    pub fn holder(path: &Path) -> Option<String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(_) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                Some(Some(holder.trim().to_owned()).filter(|h| !h.is_empty()).unwrap_or_else(|| "a process that has not written its name yet".into()))
+            }
+        }
     }
 }
 
@@ -200,5 +246,20 @@ mod tests {
         std::fs::write(d.path().join(FolderLock::FILE), "repro run c (pid 1 on h, since unix:0)\n").unwrap();
         let c = FolderLock::acquire(d.path(), "repro run d").unwrap();
         assert!(c.took_over.as_deref().is_some_and(|h| h.starts_with("repro run c")), "{:?}", c.took_over);
+    }
+
+    #[test]
+    fn a_run_lock_is_probed_without_being_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".locks/cim.seed-0.lock");
+        assert_eq!(FolderLock::holder(&p), None, "no file: nobody");
+        let a = FolderLock::acquire_file(&p, "repro run s.yaml").unwrap();
+        assert!(FolderLock::holder(&p).is_some_and(|h| h.starts_with("repro run s.yaml (pid")), "{:?}", FolderLock::holder(&p));
+        let e = format!("{:#}", FolderLock::acquire_file(&p, "other").unwrap_err());
+        assert!(e.contains("cim.seed-0.lock is held by repro run s.yaml (pid"), "{e}");
+        drop(a);
+        assert_eq!(FolderLock::holder(&p), None, "released");
+        // The probe let go: the lock can be taken at once.
+        let _b = FolderLock::acquire_file(&p, "b").unwrap();
     }
 }

@@ -487,6 +487,12 @@ pub struct SuiteRecords {
     pub problems: Vec<RecordProblem>,
 }
 
+/// The lock a process holds while it runs target `id` at `seed` in the suite folder `suite_dir`
+/// (outside the run's folder, which may be moved aside).
+pub fn run_lock(suite_dir: &Path, id: &str, seed: u64) -> PathBuf {
+    suite_dir.join(".locks").join(format!("{id}.seed-{seed}.lock"))
+}
+
 /// Every run under `dir` (a suite folder `reports/<suite>`): `<id>/` and `<id>/seed-<N>/` folders,
 /// in suite order. Hidden folders (`.superseded`) are skipped.
 pub fn load_suite_dir(dir: &Path) -> Result<SuiteRecords> {
