@@ -148,13 +148,16 @@ pub enum Executor {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Slurm (with --executor slurm)")]
 pub struct SlurmArgs {
+    /// The partition (queue) the runs wait in.
     #[arg(long, value_name = "P")]
     pub partition: Option<String>,
+    /// The account the runs are charged to.
     #[arg(long, value_name = "A")]
     pub account: Option<String>,
     /// GPUs for each run (sets CUDA_VISIBLE_DEVICES there).
     #[arg(long, value_name = "N")]
     pub gpus_per_task: Option<u32>,
+    /// CPU cores for each run (data loading, evaluation).
     #[arg(long, value_name = "N")]
     pub cpus_per_task: Option<u32>,
     /// Memory for each run, as sbatch takes it (`32G`).
