@@ -282,8 +282,10 @@ fn run(lock: &Path, args: &RunArgs) -> Result<Outcome> {
         }
     }
     if args.child || args.array_task {
-        for t in targets.iter().filter(|_| args.child) {
-            failure::inject(&t.id, true)?;
+        if args.child {
+            for t in &targets {
+                failure::inject(&t.id, true)?;
+            }
         }
         return Ok(if failed + elsewhere > 0 { Outcome::Failed } else { Outcome::Success });
     }
@@ -465,7 +467,8 @@ fn submit_to_slurm(lock: &Path, args: &RunArgs, plan: &Plan, planned: &[(&Target
         return Ok(Outcome::Success);
     }
     let array_job = slurm::sbatch(&script, &[])?;
-    let mut sub = slurm::Submission { submitted: unix_now(), array_job: array_job.clone(), tables_job: String::new(), script: format!("{}/array-{n}.sbatch", slurm::DIR), tasks };
+    let mut sub =
+        slurm::Submission { submitted: util::unix_now(), array_job: array_job.clone(), tables_job: String::new(), script: format!("{}/array-{n}.sbatch", slurm::DIR), tasks };
     let tables = slurm::sbatch(&after, &[format!("--dependency=afterany:{array_job}")]);
     if let Ok(id) = &tables {
         sub.tables_job = id.clone();
@@ -480,10 +483,6 @@ fn submit_to_slurm(lock: &Path, args: &RunArgs, plan: &Plan, planned: &[(&Target
         suite_dir.display()
     );
     Ok(Outcome::Success)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The files a run keeps when only its evaluation protocol changed.
@@ -708,7 +707,7 @@ impl eval::ProbeViews for Views<'_> {
 
 /// Seconds since the Unix epoch, as text (no time-zone database needed).
 fn chrono_now() -> String {
-    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let s = util::unix_now();
     format!("unix:{s}")
 }
 

@@ -128,7 +128,7 @@ impl FolderLock {
         let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
         let took_over = Some(holder.trim().to_owned()).filter(|h| !h.is_empty());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let since = unix_now();
         let slurm = std::env::var("SLURM_JOB_ID").map(|j| format!(", Slurm job {j}")).unwrap_or_default();
         let me = format!("{what} (pid {} on {}{slurm}, since unix:{since})\n", std::process::id(), host.trim());
         file.set_len(0)
@@ -153,6 +153,11 @@ impl FolderLock {
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch, now (0 on a clock before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Serialises `value` as pretty JSON, atomically.

@@ -349,7 +349,7 @@ impl RunDir {
     pub fn move_aside(&self, suite_dir: &Path, keep: &[&str]) -> Result<PathBuf> {
         let rel = self.0.strip_prefix(suite_dir).unwrap_or(&self.0);
         let name = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join(".");
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let stamp = crate::util::unix_now();
         let mut dest = suite_dir.join(SUPERSEDED).join(format!("{name}.{stamp}"));
         let mut i = 1;
         while dest.exists() {
